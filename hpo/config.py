@@ -1,0 +1,272 @@
+"""Study configuration: ``studies/*.toml`` -> frozen dataclasses, validated before any training.
+
+A study file names the dataset, the model family, the search space, the sampler, the pruner,
+the budget, early stopping, the storage and the seed. CLI flags override it (``with_overrides``).
+Every error names the file and key and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from hpo.errors import UserError, choices_hint
+from hpo.spaces import SearchSpace, load_space
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def search_dirs() -> list[Path]:
+    """Where ``studies/`` and ``search_spaces/`` are looked up: the working directory, then the project."""
+    dirs = [Path.cwd()]
+    if PACKAGE_ROOT not in dirs:
+        dirs.append(PACKAGE_ROOT)
+    return dirs
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    normalization: str = "unit"  # "unit": x/255 ; "standardize": (x/255 - mean)/std
+    val_fraction: float = 0.2
+    max_train_samples: int | None = None  # a stratified subset for fast, low-fidelity trials
+    data_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    n_trials: int = 20
+    timeout: float | None = None  # seconds for this run
+    epochs: int = 10
+
+
+@dataclass(frozen=True)
+class Component:
+    """A sampler or pruner: a registry name and keyword arguments for its constructor."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    enabled: bool = True
+    monitor: str = "val_loss"
+    patience: int = 3
+    restore_best_weights: bool = True
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    dataset: str
+    model: str
+    space: SearchSpace
+    source: str  # the study file
+    seed: int = 0
+    storage: str = "sqlite:///runs/study.db"
+    threads: int = 0  # TensorFlow intra-op threads per worker; 0 = TensorFlow's default
+    data: DataConfig = DataConfig()
+    budget: Budget = Budget()
+    sampler: Component = Component("tpe")
+    pruner: Component = Component("median")
+    early_stopping: EarlyStopping = EarlyStopping()
+    warm_start: tuple[Mapping[str, Any], ...] = ()
+
+    def with_overrides(self, **overrides: Any) -> "StudyConfig":
+        """Apply CLI flags (``None`` means "not given") and validate the result again."""
+        cfg = self
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key in ("n_trials", "timeout", "epochs"):
+                cfg = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, **{key: value}))
+            elif key in ("max_train_samples", "data_dir"):
+                cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **{key: value}))
+            elif key in ("seed", "storage", "name", "threads"):
+                cfg = dataclasses.replace(cfg, **{key: value})
+            else:
+                raise ValueError(f"unknown override {key}")
+        _validate(cfg, where="command line")
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config, JSON-able, as stored with the study."""
+        d = dataclasses.asdict(self)
+        d["space"] = self.space.to_dict()
+        d["space_path"] = self.space.path
+        d["warm_start"] = [dict(w) for w in self.warm_start]
+        d["sampler"]["options"] = dict(self.sampler.options)
+        d["pruner"]["options"] = dict(self.pruner.options)
+        return d
+
+
+def available_studies() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in reversed(search_dirs()):
+        for p in sorted((d / "studies").glob("*.toml")):
+            found[p.stem] = p
+    return dict(sorted(found.items()))
+
+
+def available_spaces() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in reversed(search_dirs()):
+        for p in sorted((d / "search_spaces").glob("*.toml")):
+            found[p.stem] = p
+    return dict(sorted(found.items()))
+
+
+def resolve_study_path(study: str) -> Path:
+    if study.endswith(".toml") or os.sep in study:
+        p = Path(study)
+        if not p.is_file():
+            raise UserError(f"study file {study!r} not found; pass a name from studies/ or a path to a .toml file")
+        return p
+    studies = available_studies()
+    if study not in studies:
+        raise UserError(f"unknown study {study!r}; available: {', '.join(studies) or '(none)'} "
+                        "(or pass a path to a .toml file)")
+    return studies[study]
+
+
+_TOP = {"name", "dataset", "model", "space", "seed", "storage", "threads",
+        "data", "budget", "sampler", "pruner", "early_stopping", "warm_start"}
+_SECTIONS = {
+    "data": DataConfig,
+    "budget": Budget,
+    "early_stopping": EarlyStopping,
+}
+
+
+def load_study(study: str) -> StudyConfig:
+    """Load, resolve and validate a study by name or path. Raises UserError on any bad input."""
+    path = resolve_study_path(study)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: TOML syntax error: {e}; fix the file and run again") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the study file: {e.strerror}") from None
+    return parse_study(raw, path=path)
+
+
+def parse_study(raw: Mapping[str, Any], *, path: Path) -> StudyConfig:
+    where = str(path)
+    unknown = set(raw) - _TOP
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_TOP))}")
+    for key in ("dataset", "model", "space"):
+        if key not in raw:
+            raise UserError(f"{where}: missing required key {key!r}")
+        _expect(raw[key], str, f"{where}:{key}")
+
+    from hpo import data, models, objective  # registries; light imports (TensorFlow stays lazy)
+
+    if raw["dataset"] not in data.DATASETS:
+        raise UserError(f"{where}:dataset: {choices_hint('dataset', raw['dataset'], data.DATASETS)}")
+    if raw["model"] not in models.FAMILIES:
+        raise UserError(f"{where}:model: {choices_hint('model family', raw['model'], models.FAMILIES)}")
+    allowed = objective.searchable_params(raw["model"])
+    space = load_space(raw["space"], relative_to=path.parent, allowed=allowed)
+
+    sections: dict[str, Any] = {}
+    for key, cls in _SECTIONS.items():
+        sections[key] = _dataclass_from(cls, raw.get(key, {}), f"{where}:{key}")
+    kwargs: dict[str, Any] = dict(
+        name=_expect(raw.get("name", path.stem), str, f"{where}:name"),
+        dataset=raw["dataset"],
+        model=raw["model"],
+        space=space,
+        source=str(path),
+        seed=_expect(raw.get("seed", 0), int, f"{where}:seed"),
+        storage=_expect(raw.get("storage", f"sqlite:///runs/{path.stem}.db"), str, f"{where}:storage"),
+        threads=_expect(raw.get("threads", 0), int, f"{where}:threads"),
+        sampler=_component(raw.get("sampler", {"name": "tpe"}), f"{where}:sampler"),
+        pruner=_component(raw.get("pruner", {"name": "median"}), f"{where}:pruner"),
+        **sections,
+    )
+    warm = raw.get("warm_start", [])
+    if not isinstance(warm, list) or not all(isinstance(w, dict) for w in warm):
+        raise UserError(f"{where}:warm_start: expected [[warm_start]] tables of parameter values")
+    for i, w in enumerate(warm):
+        space.validate_params(w, where=f"{where}:warm_start[{i}]")
+    kwargs["warm_start"] = tuple(warm)
+    cfg = StudyConfig(**kwargs)
+    _validate(cfg, where=where)
+    return cfg
+
+
+def _expect(value: Any, typ: type | tuple[type, ...], where: str) -> Any:
+    ok = isinstance(value, typ) and not (isinstance(value, bool) and typ in (int, float, (int, float)))
+    if not ok:
+        names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise UserError(f"{where}: expected {names}, got {value!r}")
+    return value
+
+
+def _dataclass_from(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a table, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(raw) - set(fields)
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(fields)}")
+    defaults = cls()
+    values = {}
+    for k, v in raw.items():
+        default = getattr(defaults, k)
+        typ: Any = type(default) if default is not None else (int, float, str)
+        if isinstance(default, float):
+            typ = (int, float)
+        _expect(v, typ, f"{where}.{k}")
+        values[k] = v
+    return cls(**values)
+
+
+def _component(raw: Any, where: str) -> Component:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise UserError(f"{where}: expected a table with a `name` key, got {raw!r}")
+    return Component(name=_expect(raw["name"], str, f"{where}.name"),
+                     options={k: v for k, v in raw.items() if k != "name"})
+
+
+def _validate(cfg: StudyConfig, *, where: str) -> None:
+    """Checks that need the whole config; run after loading and again after CLI overrides."""
+    from hpo import study as study_mod
+
+    b, d, es = cfg.budget, cfg.data, cfg.early_stopping
+    if b.n_trials <= 0:
+        raise UserError(f"{where}: n_trials must be > 0, got {b.n_trials}")
+    if b.epochs <= 0:
+        raise UserError(f"{where}: epochs must be > 0, got {b.epochs}")
+    if b.timeout is not None and b.timeout <= 0:
+        raise UserError(f"{where}: timeout must be > 0 seconds (leave it out for none), got {b.timeout}")
+    if not 0 < d.val_fraction < 1:
+        raise UserError(f"{where}: data.val_fraction must be between 0 and 1, got {d.val_fraction}")
+    if d.normalization not in ("unit", "standardize"):
+        raise UserError(f"{where}: data.normalization must be 'unit' or 'standardize', got {d.normalization!r}")
+    if d.max_train_samples is not None and d.max_train_samples <= 0:
+        raise UserError(f"{where}: max_train_samples must be > 0, got {d.max_train_samples}")
+    if es.monitor not in ("val_loss", "val_accuracy"):
+        raise UserError(f"{where}: early_stopping.monitor must be 'val_loss' or 'val_accuracy', got {es.monitor!r}")
+    if es.patience < 0:
+        raise UserError(f"{where}: early_stopping.patience must be >= 0, got {es.patience}")
+    if cfg.threads < 0:
+        raise UserError(f"{where}: threads must be >= 0, got {cfg.threads}")
+    for kind, comp, registry in (("sampler", cfg.sampler, study_mod.SAMPLERS),
+                                 ("pruner", cfg.pruner, study_mod.PRUNERS)):
+        if comp.name not in registry:
+            raise UserError(f"{where}: {choices_hint(kind, comp.name, registry)}")
+        accepted = set(inspect.signature(registry[comp.name]).parameters) - {"seed"}
+        bad = set(comp.options) - accepted
+        if bad:
+            raise UserError(f"{where}: {kind} {comp.name!r} has no option(s) {', '.join(sorted(bad))}; "
+                            f"accepted: {', '.join(sorted(accepted)) or '(none)'}")
+    study_mod.check_storage_url(cfg.storage, where=where)

@@ -1,0 +1,367 @@
+"""Datasets: where to find them, how to check them, and the train/validation split.
+
+Source order for every dataset (the first that has the files wins):
+  1. ``--data-dir`` / ``HPO_DATA_DIR``
+  2. the Keras cache (``~/.keras/datasets/...``)
+  3. an OS package folder (Debian's ``dataset-fashion-mnist``)
+  4. the Keras download, for users who are online (skipped when ``HPO_OFFLINE=1``)
+
+The search only ever sees ``load_splits`` (train + validation). The test set is reachable only
+through ``load_test``, which only the report calls.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from hpo.errors import UserError, choices_hint
+
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+CACHE_DIR = Path(os.environ.get("HPO_CACHE_DIR", Path.home() / ".cache" / "hpo"))
+_FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+@dataclass(frozen=True)
+class Raw:
+    x_train: np.ndarray  # uint8, (n, h, w, c)
+    y_train: np.ndarray  # int64
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    description: str
+    load: Callable[[Path | None], Raw]
+    # mean/std of the training pixels scaled to [0, 1], for "standardize" (seed 002's values)
+    mean: float | None = None
+    std: float | None = None
+    how_to_get: str = ""
+
+
+@dataclass
+class Splits:
+    """Normalized float32 arrays for the search: never holds the test set."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    class_names: tuple[str, ...]
+    source: str
+    mean: float
+    std: float
+    info: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def data_dir_from_env(data_dir: str | Path | None) -> Path | None:
+    value = data_dir or os.environ.get("HPO_DATA_DIR")
+    if not value:
+        return None
+    p = Path(value).expanduser()
+    if not p.exists():
+        raise UserError(f"data dir {str(p)!r} does not exist; fix --data-dir / HPO_DATA_DIR")
+    return p
+
+
+# --- sources -------------------------------------------------------------------------------
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    magic = int.from_bytes(data[:4], "big")
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(dims)):
+        raise UserError(f"{path}: truncated IDX file ({arr.size} values for shape {dims}); download it again")
+    return arr.reshape(dims)
+
+
+def _fashion_dir_candidates(data_dir: Path | None) -> list[Path]:
+    c = []
+    if data_dir:
+        c += [data_dir / "fashion-mnist", data_dir / "fashion_mnist", data_dir]
+    return c + [KERAS_CACHE / "fashion-mnist", DEBIAN_FASHION]
+
+
+def _load_fashion(data_dir: Path | None) -> Raw:
+    tried = _fashion_dir_candidates(data_dir)
+    for d in tried:
+        if all((d / f).is_file() for f in _FASHION_FILES):
+            xtr, ytr, xte, yte = (_read_idx(d / f) for f in _FASHION_FILES)
+            return Raw(xtr, ytr, xte, yte, FASHION_CLASSES, str(d))
+    return _download("fashion_mnist", tried)
+
+
+def _load_mnist(data_dir: Path | None) -> Raw:
+    tried = ([data_dir / "mnist.npz"] if data_dir else []) + [KERAS_CACHE / "mnist.npz"]
+    for p in tried:
+        if p.is_file():
+            with np.load(p) as f:
+                return Raw(f["x_train"], f["y_train"], f["x_test"], f["y_test"],
+                           tuple(str(i) for i in range(10)), str(p))
+    return _download("mnist", tried)
+
+
+def _load_cifar10(data_dir: Path | None) -> Raw:
+    tried: list[Path] = []
+    if data_dir:
+        tried += [data_dir / "cifar10-jpeg.tar.gz", data_dir / "cifar10-jpeg", data_dir / "cifar-10-batches-py"]
+    tried += [KERAS_CACHE / "cifar-10-batches-py"]
+    for p in tried:
+        if p.name == "cifar-10-batches-py" and (p / "data_batch_1").is_file():
+            return _read_cifar_pickles(p)
+        if p.exists() and p.name.startswith("cifar10-jpeg"):
+            raw = _load_image_folder_path(p)
+            if raw.class_names != CIFAR10_CLASSES:
+                raise UserError(f"{p}: expected the CIFAR-10 classes {CIFAR10_CLASSES}, found {raw.class_names}")
+            return raw
+    return _download("cifar10", tried)
+
+
+def _read_cifar_pickles(d: Path) -> Raw:
+    import pickle
+
+    def batch(name: str) -> tuple[np.ndarray, np.ndarray]:
+        with open(d / name, "rb") as f:
+            b = pickle.load(f, encoding="bytes")
+        x = np.asarray(b[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return x, np.asarray(b[b"labels"])
+
+    parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    xte, yte = batch("test_batch")
+    return Raw(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+               xte, yte, CIFAR10_CLASSES, str(d))
+
+
+def _load_image_folder(data_dir: Path | None) -> Raw:
+    if data_dir is None:
+        raise UserError("dataset 'image_folder' needs --data-dir (or HPO_DATA_DIR) pointing at a folder with "
+                        "train/<class>/*.png|jpg and test/<class>/*, or at a .tar.gz of one")
+    return _load_image_folder_path(data_dir)
+
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def _load_image_folder_path(path: Path) -> Raw:
+    """``train/<class>/*`` and ``test/<class>/*`` under ``path`` (a folder or a .tar.gz), cached as .npz."""
+    stat = path.stat()
+    key = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    cache = CACHE_DIR / f"image_folder-{key}.npz"
+    if cache.is_file():
+        with np.load(cache) as f:
+            return Raw(f["x_train"], f["y_train"], f["x_test"], f["y_test"],
+                       tuple(str(c) for c in f["class_names"]), str(path))
+    files: dict[str, dict[str, list[tuple[str, Callable[[], bytes]]]]] = {"train": {}, "test": {}}
+    if path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        tar = tarfile.open(path)
+        for m in tar.getmembers():
+            parts = Path(m.name).parts
+            if m.isfile() and m.name.lower().endswith(_IMAGE_SUFFIXES) and len(parts) >= 3 and parts[-3] in files:
+                files[parts[-3]].setdefault(parts[-2], []).append(
+                    (m.name, lambda m=m: tar.extractfile(m).read()))
+    elif path.is_dir():
+        for split in files:
+            for cls_dir in sorted((path / split).glob("*")) if (path / split).is_dir() else []:
+                for f in sorted(cls_dir.iterdir()) if cls_dir.is_dir() else []:
+                    if f.suffix.lower() in _IMAGE_SUFFIXES:
+                        files[split].setdefault(cls_dir.name, []).append((str(f), f.read_bytes))
+    else:
+        raise UserError(f"{path}: not a folder or a .tar.gz; expected train/<class>/* and test/<class>/* inside")
+    for split in files:
+        if not files[split]:
+            raise UserError(f"{path}: no images found under {split}/<class>/ (looked for {', '.join(_IMAGE_SUFFIXES)}); "
+                            "put images in train/<class>/ and test/<class>/")
+    class_names = tuple(sorted(files["train"]))
+    extra = set(files["test"]) - set(class_names)
+    if extra:
+        raise UserError(f"{path}: test/ has classes not in train/: {', '.join(sorted(extra))}")
+    arrays = {}
+    for split in files:
+        xs, ys = [], []
+        for label, cls in enumerate(class_names):
+            for name, read in sorted(files[split].get(cls, [])):
+                xs.append(_decode(read(), name))
+                ys.append(label)
+        shapes = {x.shape for x in xs}
+        if len(shapes) != 1:
+            raise UserError(f"{path}/{split}: images have different sizes {sorted(shapes)[:3]}; resize them to one size")
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = np.stack(xs), np.asarray(ys, dtype=np.int64)
+    raw = Raw(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], class_names, str(path))
+    try:
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays, class_names=np.asarray(class_names))
+        tmp.replace(cache)
+    except OSError:
+        pass  # a cache we cannot write only costs time
+    return raw
+
+
+def _decode(blob: bytes, name: str) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        img = Image.open(io.BytesIO(blob))
+        img = img.convert("L" if img.mode in ("1", "L", "I", "I;16") else "RGB")
+    except Exception as e:  # PIL raises many types for a bad file
+        raise UserError(f"{name}: not a readable image ({e}); remove or replace it") from None
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def _download(name: str, tried: list[Path]) -> Raw:
+    spec = DATASETS[name]
+    where = ", ".join(str(t) for t in tried)
+    if os.environ.get("HPO_OFFLINE") == "1":
+        raise UserError(f"dataset {name!r} not found (looked in: {where}; download disabled by HPO_OFFLINE=1). "
+                        f"{spec.how_to_get}")
+    import keras
+
+    try:
+        (xtr, ytr), (xte, yte) = getattr(keras.datasets, name).load_data()
+    except Exception as e:
+        raise UserError(f"dataset {name!r} not found (looked in: {where}; Keras download failed: "
+                        f"{' '.join(str(e).split())[:160]}). {spec.how_to_get}") from None
+    classes = {"fashion_mnist": FASHION_CLASSES, "cifar10": CIFAR10_CLASSES}.get(name, tuple(map(str, range(10))))
+    return Raw(xtr, ytr, xte, yte, classes, f"keras download ({KERAS_CACHE})")
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "fashion_mnist": DatasetSpec(
+        "fashion_mnist", "Fashion-MNIST, 28x28x1, 10 classes, 60k/10k", _load_fashion, 0.2860, 0.3530,
+        "Get it with `apt-get install dataset-fashion-mnist`, or put the four IDX .gz files in "
+        "<data-dir>/fashion-mnist/ and pass --data-dir."),
+    "mnist": DatasetSpec(
+        "mnist", "MNIST, 28x28x1, 10 classes, 60k/10k", _load_mnist, 0.1307, 0.3081,
+        "Put Keras's mnist.npz in <data-dir>/ (e.g. --data-dir ../shared/datasets) or ~/.keras/datasets/."),
+    "cifar10": DatasetSpec(
+        "cifar10", "CIFAR-10, 32x32x3, 10 classes, 50k/10k", _load_cifar10, None, None,
+        "Put cifar10-jpeg.tar.gz (train/<class>/*.jpg, test/<class>/*.jpg) or cifar-10-batches-py/ in "
+        "<data-dir>/ (e.g. --data-dir ../shared/datasets)."),
+    "image_folder": DatasetSpec(
+        "image_folder", "your own train/<class>/* and test/<class>/* tree (or a .tar.gz of one)",
+        _load_image_folder, None, None, "Pass --data-dir pointing at the folder or .tar.gz."),
+}
+
+
+# --- checks, split, normalization ------------------------------------------------------------
+
+def load_raw(name: str, *, data_dir: str | Path | None = None) -> Raw:
+    if name not in DATASETS:
+        raise UserError(choices_hint("dataset", name, DATASETS))
+    raw = DATASETS[name].load(data_dir_from_env(data_dir))
+    return _checked(raw, name)
+
+
+def _checked(raw: Raw, name: str) -> Raw:
+    def fix(x: np.ndarray) -> np.ndarray:
+        return x[..., None] if x.ndim == 3 else x
+
+    xtr, xte = fix(np.asarray(raw.x_train)), fix(np.asarray(raw.x_test))
+    ytr, yte = np.asarray(raw.y_train).reshape(-1), np.asarray(raw.y_test).reshape(-1)
+    src = raw.source
+    if xtr.ndim != 4 or xte.ndim != 4 or xtr.shape[1:] != xte.shape[1:]:
+        raise UserError(f"{src}: dataset {name!r} has image shapes {xtr.shape} / {xte.shape}; "
+                        "expected (n, height, width[, channels]) with equal sizes for train and test")
+    if len(xtr) != len(ytr) or len(xte) != len(yte):
+        raise UserError(f"{src}: {len(xtr)} train images but {len(ytr)} labels, {len(xte)} test images but "
+                        f"{len(yte)} labels; the files do not belong together")
+    if xtr.dtype != np.uint8:
+        raise UserError(f"{src}: images must be uint8 pixels 0-255, got {xtr.dtype}")
+    k = len(raw.class_names)
+    for split, y in (("train", ytr), ("test", yte)):
+        if not np.issubdtype(y.dtype, np.integer):
+            raise UserError(f"{src}: {split} labels must be integers, got {y.dtype}")
+        if y.size and (y.min() < 0 or y.max() >= k):
+            raise UserError(f"{src}: {split} labels out of range: found {int(y.min())}..{int(y.max())}, "
+                            f"expected 0..{k - 1} for {k} classes")
+    counts = np.bincount(ytr, minlength=k)
+    if (counts == 0).any():
+        missing = [raw.class_names[i] for i in np.flatnonzero(counts == 0)]
+        raise UserError(f"{src}: classes with no training images: {', '.join(missing)}")
+    return Raw(xtr, ytr.astype(np.int64), xte, yte.astype(np.int64), raw.class_names, src)
+
+
+def _stats(name: str, x_train_uint8: np.ndarray) -> tuple[float, float]:
+    spec = DATASETS.get(name)
+    if spec and spec.mean is not None:
+        return spec.mean, spec.std  # type: ignore[return-value]
+    x = x_train_uint8.astype(np.float32) / 255.0
+    return float(x.mean()), float(x.std())
+
+
+def normalize(x: np.ndarray, normalization: str, mean: float, std: float) -> np.ndarray:
+    out = x.astype(np.float32) / np.float32(255.0)
+    if normalization == "standardize":
+        out = (out - np.float32(mean)) / np.float32(std)
+    return out
+
+
+def split_indices(y: np.ndarray, *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified, seeded train/validation split (seed 002: 48,000 / 12,000 on Fashion-MNIST)."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    tr, va = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=y)
+    return np.sort(tr), np.sort(va)
+
+
+def load_splits(name: str, *, data_dir: str | Path | None = None, val_fraction: float = 0.2,
+                seed: int = 0, normalization: str = "unit", max_train_samples: int | None = None,
+                raw: Raw | None = None) -> Splits:
+    """Train and validation arrays for the search. The test set is dropped here on purpose."""
+    raw = raw or load_raw(name, data_dir=data_dir)
+    tr, va = split_indices(raw.y_train, val_fraction=val_fraction, seed=seed)
+    if max_train_samples is not None:
+        if max_train_samples > len(tr):
+            raise UserError(f"--max-train-samples {max_train_samples} is larger than the {len(tr)} training images "
+                            f"of {name!r} after the validation split; use at most {len(tr)}")
+        if max_train_samples < len(tr):
+            from sklearn.model_selection import train_test_split
+
+            tr, _ = train_test_split(tr, train_size=max_train_samples, random_state=seed,
+                                     stratify=raw.y_train[tr] if max_train_samples >= len(raw.class_names) else None)
+            tr = np.sort(tr)
+    mean, std = _stats(name, raw.x_train[tr])
+    return Splits(
+        x_train=normalize(raw.x_train[tr], normalization, mean, std), y_train=raw.y_train[tr],
+        x_val=normalize(raw.x_train[va], normalization, mean, std), y_val=raw.y_train[va],
+        class_names=raw.class_names, source=raw.source, mean=mean, std=std,
+        info={"n_train": int(len(tr)), "n_val": int(len(va)), "normalization": normalization},
+    )
+
+
+def load_test(name: str, *, data_dir: str | Path | None = None, normalization: str, mean: float,
+              std: float, raw: Raw | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The untouched test set: (normalized x, y, raw uint8 x). Only the report calls this."""
+    raw = raw or load_raw(name, data_dir=data_dir)
+    return normalize(raw.x_test, normalization, mean, std), raw.y_test, raw.x_test

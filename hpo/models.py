@@ -1,0 +1,268 @@
+"""Model registry: the seeds' reference CNNs (reproduced exactly) and the searchable families.
+
+``REFERENCES[name].build(input_shape, num_classes)`` and
+``FAMILIES[name](input_shape, num_classes, **params)`` both return an uncompiled Keras model.
+The objective compiles it with the optimizer the trial (or the reference protocol) asks for.
+TensorFlow/Keras is imported inside the builders so that listing the registry stays instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Reference:
+    name: str
+    build: Callable[..., Any]
+    dataset: str
+    description: str
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    epochs: int = 10
+    normalization: str = "unit"
+    published_accuracy: float | None = None  # test accuracy the seed reports, labelled as published
+    published_by: str = ""
+
+
+def _layers():
+    import keras
+
+    return keras, keras.layers
+
+
+def _sequential(input_shape, layers_: list, name: str):
+    keras, L = _layers()
+    return keras.Sequential([L.Input(shape=tuple(input_shape)), *layers_], name=name)
+
+
+# --- seed 000 -------------------------------------------------------------------------------
+
+def seed000_mnist(input_shape=(28, 28, 1), num_classes=10):
+    """Two conv blocks, no regularization; 469,172 params (same padding, 7x7x64 flatten)."""
+    _, L = _layers()
+    return _sequential(input_shape, [
+        L.Conv2D(32, 3, padding="same", activation="relu"), L.Conv2D(32, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(2),
+        L.Conv2D(64, 3, padding="same", activation="relu"), L.Conv2D(64, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(2), L.Flatten(),
+        L.Dense(128, activation="relu"), L.Dense(10, activation="relu"), L.Dense(64, activation="relu"),
+        L.Dense(num_classes, activation="softmax"),
+    ], "seed000_mnist")
+
+
+def seed000_fashion(input_shape=(28, 28, 1), num_classes=10, dropout: float = 0.5):
+    """Seed 000's Fashion CNN with Dropout after Flatten; 467,818 params."""
+    _, L = _layers()
+    return _sequential(input_shape, [
+        L.Conv2D(32, 3, padding="same", activation="relu"), L.Conv2D(32, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(2),
+        L.Conv2D(64, 3, padding="same", activation="relu"), L.Conv2D(64, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(2), L.Flatten(), L.Dropout(dropout),
+        L.Dense(128, activation="relu"), L.Dense(num_classes, activation="softmax"),
+    ], "seed000_fashion")
+
+
+def seed000_cifar10(input_shape=(32, 32, 3), num_classes=10, dropout: float = 0.5):
+    """BatchNorm after the four 32/64 convs (same padding); two valid 128 convs; 362,346 params."""
+    _, L = _layers()
+
+    def conv_bn(f):
+        return [L.Conv2D(f, 3, padding="same"), L.BatchNormalization(), L.Activation("relu")]
+
+    return _sequential(input_shape, [
+        *conv_bn(32), *conv_bn(32), L.MaxPooling2D(2),
+        *conv_bn(64), *conv_bn(64), L.MaxPooling2D(2),
+        L.Conv2D(128, 3, activation="relu"), L.Conv2D(128, 3, activation="relu"), L.MaxPooling2D(2),
+        L.Flatten(), L.Dense(128, activation="relu"), L.Dropout(dropout), L.Dense(64, activation="relu"),
+        L.Dense(num_classes, activation="softmax"),
+    ], "seed000_cifar10")
+
+
+# --- seed 001, 003, 004 ---------------------------------------------------------------------
+
+def seed001_mnist(input_shape=(28, 28, 1), num_classes=10):
+    """Seed 001's notebook CNN; 121,994 params."""
+    _, L = _layers()
+    return _sequential(input_shape, [
+        L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+        L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2),
+        L.Conv2D(64, 3, activation="relu"), L.Flatten(),
+        L.Dense(64, activation="relu"), L.Dense(num_classes, activation="softmax"),
+    ], "seed001_mnist")
+
+
+def seed003_mnist(input_shape=(28, 28, 1), num_classes=10):
+    """Seed 003's tutorial MNIST CNN (valid padding); 121,930 params."""
+    _, L = _layers()
+    return _sequential(input_shape, [
+        L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
+        L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
+        L.Dense(64, activation="relu"), L.Dense(num_classes, activation="softmax"),
+    ], "seed003_mnist")
+
+
+def seed003_cifar10(input_shape=(32, 32, 3), num_classes=10):
+    """Seed 003's tutorial CIFAR-10 CNN (valid padding); 356,810 params."""
+    _, L = _layers()
+    return _sequential(input_shape, [
+        L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
+        L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2),
+        L.Conv2D(128, 3, activation="relu"), L.Flatten(),
+        L.Dense(128, activation="relu"), L.Dense(num_classes, activation="softmax"),
+    ], "seed003_cifar10")
+
+
+def seed004_mnist(input_shape=(28, 28, 1), num_classes=10):
+    """Seed 004's NumPy CNN: conv 8@3x3 padding 1 (He init), max-pool 2, dense 128, softmax; SGD."""
+    _, L = _layers()
+    return _sequential(input_shape, [
+        L.Conv2D(8, 3, padding="same", kernel_initializer="he_normal"), L.MaxPooling2D(2), L.Flatten(),
+        L.Dense(128, activation="relu"), L.Dense(num_classes, activation="softmax"),
+    ], "seed004_mnist")
+
+
+# --- seed 002's competitors, adapted to 28x28x1 -----------------------------------------------
+
+def lenet5(input_shape=(28, 28, 1), num_classes=10):
+    """LeNet-5: 6@5x5 (same, so 28x28 plays the 32x32 role), avg-pool, 16@5x5, 120-84-softmax."""
+    _, L = _layers()
+    return _sequential(input_shape, [
+        L.Conv2D(6, 5, padding="same", activation="tanh"), L.AveragePooling2D(2),
+        L.Conv2D(16, 5, activation="tanh"), L.AveragePooling2D(2), L.Flatten(),
+        L.Dense(120, activation="tanh"), L.Dense(84, activation="tanh"),
+        L.Dense(num_classes, activation="softmax"),
+    ], "lenet5")
+
+
+def alexnet(input_shape=(28, 28, 1), num_classes=10):
+    """AlexNet's five-conv/three-dense layout for small inputs: 3x3 stride-1 convs, 3 pools, halved widths."""
+    _, L = _layers()
+    return _sequential(input_shape, [
+        L.Conv2D(48, 3, padding="same", activation="relu"), L.BatchNormalization(), L.MaxPooling2D(2),
+        L.Conv2D(128, 3, padding="same", activation="relu"), L.BatchNormalization(), L.MaxPooling2D(2),
+        L.Conv2D(192, 3, padding="same", activation="relu"), L.Conv2D(192, 3, padding="same", activation="relu"),
+        L.Conv2D(128, 3, padding="same", activation="relu"), L.MaxPooling2D(2), L.Flatten(),
+        L.Dense(512, activation="relu"), L.Dropout(0.5), L.Dense(512, activation="relu"), L.Dropout(0.5),
+        L.Dense(num_classes, activation="softmax"),
+    ], "alexnet")
+
+
+def resnet20(input_shape=(28, 28, 1), num_classes=10):
+    """ResNet-20 (He et al. 2016, CIFAR variant): 3 stages x 3 basic blocks, 16/32/64 filters."""
+    keras, L = _layers()
+    inputs = L.Input(shape=tuple(input_shape))
+    x = L.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+    x = L.Activation("relu")(L.BatchNormalization()(x))
+    for stage, filters in enumerate((16, 32, 64)):
+        for block in range(3):
+            stride = 2 if stage > 0 and block == 0 else 1
+            y = L.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+            y = L.Activation("relu")(L.BatchNormalization()(y))
+            y = L.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+            y = L.BatchNormalization()(y)
+            if stride != 1:
+                x = L.BatchNormalization()(L.Conv2D(filters, 1, strides=stride, use_bias=False)(x))
+            x = L.Activation("relu")(L.Add()([x, y]))
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(num_classes, activation="softmax")(x), name="resnet20")
+
+
+REFERENCES: dict[str, Reference] = {r.name: r for r in [
+    Reference("seed000_mnist", seed000_mnist, "mnist", "seed 000 MNIST CNN, no regularization",
+              epochs=5, published_accuracy=0.985, published_by="seed 000"),
+    Reference("seed000_fashion", seed000_fashion, "fashion_mnist", "seed 000 Fashion-MNIST CNN with Dropout",
+              epochs=10, published_accuracy=0.924, published_by="seed 000"),
+    Reference("seed000_cifar10", seed000_cifar10, "cifar10", "seed 000 CIFAR-10 CNN, BatchNorm + Dropout",
+              epochs=20, published_accuracy=0.740, published_by="seed 000"),
+    Reference("seed001_mnist", seed001_mnist, "mnist", "seed 001 MNIST notebook CNN",
+              batch_size=128, epochs=20, published_accuracy=0.9931, published_by="seed 001"),
+    Reference("seed003_mnist", seed003_mnist, "mnist", "seed 003 tutorial MNIST CNN", epochs=5),
+    Reference("seed003_cifar10", seed003_cifar10, "cifar10", "seed 003 tutorial CIFAR-10 CNN", epochs=10),
+    Reference("seed004_mnist", seed004_mnist, "mnist", "seed 004 NumPy CNN, rebuilt in Keras",
+              optimizer="sgd", learning_rate=0.01, epochs=5),
+    Reference("lenet5", lenet5, "fashion_mnist", "LeNet-5 (seed 002 competitor)", normalization="standardize",
+              epochs=50, published_accuracy=0.86, published_by="seed 002"),
+    Reference("alexnet", alexnet, "fashion_mnist", "AlexNet, small-input adaptation (seed 002 competitor)",
+              normalization="standardize", epochs=50, published_accuracy=0.89, published_by="seed 002"),
+    Reference("resnet20", resnet20, "fashion_mnist", "ResNet-20 (seed 002 competitor)",
+              normalization="standardize", epochs=50, published_accuracy=0.88, published_by="seed 002"),
+]}
+
+
+# --- searchable families ---------------------------------------------------------------------
+
+def fashion_cnn(input_shape=(28, 28, 1), num_classes=10, *, variant: str = "baseline", filters: int = 32,
+                kernel_size: int = 3, l2: float = 0.0, dropout: float = 0.0, batch_norm: bool = False,
+                dense_units: int = 128, augmentation: str = "none"):
+    """Seed 002's custom CNN as a searchable family.
+
+    baseline: conv(f) - pool - conv(2f) - pool - dense - output (seed 002's 32/64 when f = 32);
+              a single Dropout before the output when dropout > 0.
+    extended: the baseline plus one conv(2f) and three Dropout layers (seed 002, section 4.2).
+    L2 applies to every conv and dense kernel; BatchNorm (optional) follows each conv.
+    """
+    import keras
+
+    L = keras.layers
+    if variant not in ("baseline", "extended"):
+        raise ValueError(f"variant must be 'baseline' or 'extended', got {variant!r}")
+    reg = keras.regularizers.L2(l2) if l2 > 0 else None
+
+    def conv(f):
+        out = [L.Conv2D(f, kernel_size, padding="same", kernel_regularizer=reg, use_bias=not batch_norm)]
+        if batch_norm:
+            out.append(L.BatchNormalization())
+        return out + [L.Activation("relu")]
+
+    def drop():
+        return [L.Dropout(dropout)] if dropout > 0 else []
+
+    layers_: list = []
+    if augmentation == "light":  # seed 003's suggestion: small shifts and rotations (training only)
+        layers_ += [L.RandomTranslation(0.1, 0.1, fill_mode="constant"), L.RandomRotation(0.03, fill_mode="constant")]
+    elif augmentation != "none":
+        raise ValueError(f"augmentation must be 'none' or 'light', got {augmentation!r}")
+    layers_ += [*conv(filters), L.MaxPooling2D(2)]
+    if variant == "extended":
+        layers_ += drop()
+    layers_ += [*conv(2 * filters), L.MaxPooling2D(2)]
+    if variant == "extended":
+        layers_ += [*drop(), *conv(2 * filters)]
+    layers_ += [L.Flatten(), L.Dense(dense_units, activation="relu", kernel_regularizer=reg), *drop(),
+                L.Dense(num_classes, activation="softmax")]
+    return _sequential(input_shape, layers_, f"fashion_{variant}")
+
+
+def fashion_baseline(input_shape=(28, 28, 1), num_classes=10, **params):
+    return fashion_cnn(input_shape, num_classes, **{**params, "variant": "baseline"})
+
+
+def fashion_extended(input_shape=(28, 28, 1), num_classes=10, **params):
+    return fashion_cnn(input_shape, num_classes, **{**params, "variant": "extended"})
+
+
+FAMILIES: dict[str, Callable[..., Any]] = {
+    "fashion_cnn": fashion_cnn,  # `variant` is a searched parameter
+    "fashion_baseline": fashion_baseline,
+    "fashion_extended": fashion_extended,
+}
+# Keyword arguments each family accepts from a search space.
+FAMILY_PARAMS: dict[str, set[str]] = {
+    "fashion_cnn": {"variant", "filters", "kernel_size", "l2", "dropout", "batch_norm", "dense_units", "augmentation"},
+}
+FAMILY_PARAMS["fashion_baseline"] = FAMILY_PARAMS["fashion_cnn"] - {"variant"}
+FAMILY_PARAMS["fashion_extended"] = FAMILY_PARAMS["fashion_cnn"] - {"variant"}
+
+
+def build(name: str, input_shape: tuple[int, ...], num_classes: int, **params: Any):
+    """Build a reference (by name) or a family member (by name and params)."""
+    if name in REFERENCES:
+        return REFERENCES[name].build(input_shape, num_classes)
+    if name in FAMILIES:
+        return FAMILIES[name](input_shape, num_classes, **params)
+    from hpo.errors import UserError, choices_hint
+
+    raise UserError(choices_hint("model", name, [*REFERENCES, *FAMILIES]))

@@ -1,0 +1,241 @@
+"""The objective: trial params -> model -> fit with per-epoch report/prune -> best validation accuracy.
+
+``train()`` is the one training loop: the study's objective, the report's retraining and the
+benchmarks all call it, so that they share the input pipeline, seeding and timing.
+Only the validation split is used here; the test set never reaches this module.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import optuna
+
+from hpo import models
+from hpo.data import Splits
+
+# Parameters consumed by training rather than by the model builder.
+TRAINING_PARAMS = {"learning_rate", "batch_size", "optimizer", "momentum", "clipnorm"}
+DEFAULTS = {"learning_rate": 1e-3, "batch_size": 32, "optimizer": "adam"}
+VAL_BATCH = 1024
+
+
+class TrainingDiverged(Exception):
+    """A NaN or inf loss: the trial fails with this reason and the study goes on."""
+
+
+def searchable_params(family: str) -> set[str]:
+    return models.FAMILY_PARAMS.get(family, set()) | TRAINING_PARAMS
+
+
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """Reproducible per-trial seed from the study seed and the trial number."""
+    return (study_seed * 1_000_003 + trial_number * 7_919 + 17) % (2**31 - 1)
+
+
+def configure_tensorflow(*, threads: int = 0, verbose: bool = False) -> None:
+    """Quiet logs and thread limits. Must run before TensorFlow executes its first op."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    import tensorflow as tf
+
+    if not verbose:
+        tf.get_logger().setLevel("ERROR")
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    if threads > 0:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+        except RuntimeError:
+            pass  # already initialized in this process (tests): keep the existing setting
+
+
+def make_optimizer(name: str, learning_rate: float, *, momentum: float | None = None,
+                   clipnorm: float | None = None):
+    import keras
+
+    kw: dict[str, Any] = {"learning_rate": learning_rate}
+    if clipnorm:
+        kw["clipnorm"] = clipnorm
+    if name == "adam":
+        return keras.optimizers.Adam(**kw)
+    if name == "sgd":
+        return keras.optimizers.SGD(momentum=momentum or 0.0, **kw)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(**kw)
+    raise ValueError(f"unknown optimizer {name!r}; choose adam, sgd or rmsprop")
+
+
+@dataclass
+class TrainResult:
+    model: Any
+    history: dict[str, list[float]]
+    epoch_seconds: list[float]
+    train_seconds: list[float]
+    images_per_sec: float
+    best_epoch: int  # 1-based, by val_accuracy
+    best_val_accuracy: float
+    stop_reason: str  # completed | early_stopping | pruned | nan_loss
+    n_params: int
+    latency_ms: float = float("nan")
+    extra: dict = field(default_factory=dict)
+
+
+def _callback_class():
+    import keras
+
+    class Monitor(keras.callbacks.Callback):
+        """Times epochs, reports val accuracy to Optuna, prunes, and stops on a non-finite loss."""
+
+        def __init__(self, trial: optuna.trial.BaseTrial | None, n_train: int):
+            super().__init__()
+            self.trial, self.n_train = trial, n_train
+            self.epoch_seconds: list[float] = []
+            self.train_seconds: list[float] = []
+            self.stop_reason = "completed"
+            self._t0 = self._t_val = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = self._t_val = time.perf_counter()
+
+        def on_test_begin(self, logs=None):
+            self._t_val = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.perf_counter()
+            self.epoch_seconds.append(now - self._t0)
+            self.train_seconds.append((self._t_val if self._t_val > self._t0 else now) - self._t0)
+            logs = logs or {}
+            if not all(math.isfinite(float(logs.get(k, 0.0))) for k in ("loss", "val_loss")):
+                self.stop_reason = "nan_loss"
+                self.model.stop_training = True
+                return
+            if self.trial is not None:
+                self.trial.report(float(logs["val_accuracy"]), step=epoch + 1)
+                if self.trial.should_prune():
+                    self.stop_reason = "pruned"
+                    self.model.stop_training = True
+
+    return Monitor
+
+
+def datasets(splits: Splits, batch_size: int, seed: int):
+    """In-memory tf.data pipelines: shuffled training batches and fixed validation batches, prefetched."""
+    import tensorflow as tf
+
+    train = (tf.data.Dataset.from_tensor_slices((splits.x_train, splits.y_train))
+             .shuffle(len(splits.y_train), seed=seed, reshuffle_each_iteration=True)
+             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    val = tf.data.Dataset.from_tensor_slices((splits.x_val, splits.y_val)).batch(VAL_BATCH).cache() \
+        .prefetch(tf.data.AUTOTUNE)
+    return train, val
+
+
+def train(model_name: str, params: Mapping[str, Any], splits: Splits, *, epochs: int, seed: int,
+          early_stopping: Any = None, trial: optuna.trial.BaseTrial | None = None,
+          measure_latency: bool = True) -> TrainResult:
+    """Build ``model_name`` with ``params``, fit on train, validate every epoch, return what happened."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    p = {**DEFAULTS, **params}
+    model_kwargs = {k: v for k, v in p.items() if k not in TRAINING_PARAMS}
+    model = models.build(model_name, splits.input_shape, splits.num_classes, **model_kwargs)
+    model.compile(optimizer=make_optimizer(p["optimizer"], float(p["learning_rate"]),
+                                           momentum=p.get("momentum"), clipnorm=p.get("clipnorm")),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    monitor = _callback_class()(trial, len(splits.y_train))
+    callbacks: list = [monitor]
+    es_cb = None
+    if early_stopping is not None and early_stopping.enabled:
+        es_cb = keras.callbacks.EarlyStopping(
+            monitor=early_stopping.monitor, patience=early_stopping.patience,
+            restore_best_weights=early_stopping.restore_best_weights,
+            mode="min" if early_stopping.monitor == "val_loss" else "max")
+        callbacks.append(es_cb)
+    train_ds, val_ds = datasets(splits, int(p["batch_size"]), seed)
+    hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0)
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    stop_reason = monitor.stop_reason
+    if stop_reason == "completed" and es_cb is not None and es_cb.stopped_epoch > 0:
+        stop_reason = "early_stopping"
+    val_acc = [v if math.isfinite(v) else -1.0 for v in history.get("val_accuracy", [])]
+    best = int(np.argmax(val_acc)) if val_acc else 0
+    # Throughput over training-only time, skipping the first epoch (graph tracing) when there are more.
+    secs = monitor.train_seconds[1:] or monitor.train_seconds
+    ips = len(splits.y_train) * len(secs) / sum(secs) if secs and sum(secs) > 0 else float("nan")
+    latency = _latency_ms(model, splits.x_val) if measure_latency and stop_reason != "nan_loss" else float("nan")
+    return TrainResult(model=model, history=history, epoch_seconds=monitor.epoch_seconds,
+                       train_seconds=monitor.train_seconds, images_per_sec=ips, best_epoch=best + 1,
+                       best_val_accuracy=max(val_acc) if val_acc else float("nan"), stop_reason=stop_reason,
+                       n_params=int(model.count_params()), latency_ms=latency)
+
+
+def _latency_ms(model: Any, x: np.ndarray, batch: int = 256, repeats: int = 3) -> float:
+    """Inference milliseconds per image for a batch (after one warm-up call)."""
+    xb = x[:batch]
+    model(xb, training=False)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        model(xb, training=False)
+    return (time.perf_counter() - t) * 1000 / (repeats * len(xb))
+
+
+def release() -> None:
+    """Clear Keras's global state so memory stays flat across trials (drop model references first)."""
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
+
+
+class Objective:
+    """``study.optimize(Objective(cfg, splits))``: returns the trial's best validation accuracy."""
+
+    def __init__(self, cfg: Any, splits: Splits):
+        self.cfg, self.splits = cfg, splits
+
+    def __call__(self, trial: optuna.trial.BaseTrial) -> float:
+        from hpo.spaces import suggest
+
+        cfg = self.cfg
+        params = suggest(trial, cfg.space)
+        seed = trial_seed(cfg.seed, trial.number)
+        trial.set_user_attr("seed", seed)
+        result = None
+        try:
+            result = train(cfg.model, params, self.splits, epochs=cfg.budget.epochs, seed=seed,
+                           early_stopping=cfg.early_stopping, trial=trial)
+            for key, value in {
+                "n_params": result.n_params,
+                "history": result.history,
+                "epoch_seconds": [round(s, 3) for s in result.epoch_seconds],
+                "images_per_sec": round(result.images_per_sec, 1) if math.isfinite(result.images_per_sec) else None,
+                "best_epoch": result.best_epoch,
+                "stop_reason": result.stop_reason,
+                "latency_ms": round(result.latency_ms, 4) if math.isfinite(result.latency_ms) else None,
+                "n_train": len(self.splits.y_train),
+            }.items():
+                trial.set_user_attr(key, value)
+            if result.stop_reason == "nan_loss":
+                raise TrainingDiverged(f"loss became NaN/inf at epoch {len(result.history.get('loss', []))}")
+            if result.stop_reason == "pruned":
+                raise optuna.TrialPruned(f"pruned at epoch {len(result.epoch_seconds)}")
+            return result.best_val_accuracy
+        finally:
+            if result is not None:
+                result.model = None
+            release()

@@ -1,0 +1,302 @@
+"""Storage, sampler, pruner, heartbeat and resume: runs the study loop.
+
+Persistence is Optuna's RDB storage (any SQLAlchemy URL) or its journal file storage
+(``journal:PATH``). Running the same command again loads the study and runs only the trials
+still missing; a heartbeat fails a trial that a crash left RUNNING and re-queues it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo.errors import UserError
+
+SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "qmc": optuna.samplers.QMCSampler,
+    "gp": optuna.samplers.GPSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+}
+PRUNERS: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
+    "median": optuna.pruners.MedianPruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "threshold": optuna.pruners.ThresholdPruner,
+    "none": optuna.pruners.NopPruner,
+}
+HEARTBEAT_SECONDS = int(os.environ.get("HPO_HEARTBEAT_SECONDS", "10"))
+DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+_RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
+
+
+# --- storage ---------------------------------------------------------------------------------
+
+def _journal_path(url: str) -> Path:
+    rest = url[len("journal:"):]
+    return Path(rest[2:] if rest.startswith("//") else rest)
+
+
+def _sqlite_path(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    db = make_url(url).database
+    return Path(db) if db and db != ":memory:" else None
+
+
+def check_storage_url(url: str, *, where: str) -> None:
+    """Reject unknown schemes, unwritable paths and corrupt SQLite files before anything runs."""
+    if url.startswith("journal:"):
+        _check_writable(_journal_path(url), where=where, what="journal file")
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UserError(f"{where}: storage {url!r} is not a database URL; use sqlite:///path.db, "
+                        "postgresql://user@host/db or journal:path.log") from None
+    backend = parsed.get_backend_name()
+    if backend not in _RDB_SCHEMES:
+        raise UserError(f"{where}: storage {url!r} has unknown scheme {parsed.drivername!r}; use sqlite:///path.db, "
+                        "postgresql://user@host/db, mysql://... or journal:path.log")
+    if backend == "sqlite":
+        path = _sqlite_path(url)
+        if path is None:
+            return
+        _check_writable(path, where=where, what="SQLite file")
+        if path.is_file() and path.stat().st_size > 0:
+            with open(path, "rb") as f:
+                header = f.read(16)
+            if header != b"SQLite format 3\x00":
+                raise UserError(f"{where}: storage {path} is not an SQLite database (corrupt or another file); "
+                                "move it aside or pass another --storage")
+
+
+def _check_writable(path: Path, *, where: str, what: str) -> None:
+    if path.exists():
+        if path.is_dir():
+            raise UserError(f"{where}: {what} {path} is a directory; give a file path")
+        if not os.access(path, os.W_OK):
+            raise UserError(f"{where}: {what} {path} is not writable; fix its permissions or pass another --storage")
+        return
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise UserError(f"{where}: cannot create {what} {path}: {parent} is not a writable directory; "
+                        "pass --storage with a writable path")
+
+
+def describe_storage(url: str) -> str:
+    if url.startswith("journal:"):
+        return str(_journal_path(url).resolve())
+    if url.startswith("sqlite"):
+        path = _sqlite_path(url)
+        return str(path.resolve()) if path else url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """Optuna storage with heartbeat and retry of crashed trials. Errors become one-line UserErrors."""
+    import warnings
+
+    with warnings.catch_warnings():  # both names are flagged experimental/deprecated across Optuna 4-5
+        warnings.simplefilter("ignore")
+        retry_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) \
+            or optuna.storages.RetryFailedTrialCallback
+        retry = retry_cls(max_retry=3)
+    retry_kw = "heartbeat_stale_trial_callback" if retry_cls.__name__.startswith("RetryHeartbeat") \
+        else "failed_trial_callback"
+    if url.startswith("journal:"):
+        path = _journal_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backend = optuna.storages.journal.JournalFileBackend(str(path))
+        return optuna.storages.JournalStorage(backend)
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        path = _sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _sqlite_wal(path)
+        # Wait for a lock instead of failing at once ("database is locked" with several workers).
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    try:
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=3 * HEARTBEAT_SECONDS, **{retry_kw: retry})
+    except Exception as e:  # sqlalchemy/optuna raise many types for a bad database
+        msg = " ".join(str(e).split())[:200]
+        raise UserError(f"storage {describe_storage(url)}: cannot open it ({type(e).__name__}: {msg}); "
+                        "check the URL, the server and the file") from None
+
+
+def _sqlite_wal(path: Path) -> None:
+    """WAL lets readers (the dashboard) and one writer work at once; it persists in the file."""
+    try:
+        with sqlite3.connect(path, timeout=60) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as e:
+        raise UserError(f"storage {path}: not a usable SQLite database ({e}); move it aside or pass another --storage") \
+            from None
+
+
+def make_sampler(cfg: Any) -> optuna.samplers.BaseSampler:
+    cls = SAMPLERS[cfg.sampler.name]
+    kwargs = dict(cfg.sampler.options)
+    import inspect
+
+    if "seed" in inspect.signature(cls).parameters:
+        kwargs.setdefault("seed", cfg.seed)
+    try:
+        return cls(**kwargs)
+    except ImportError as e:
+        raise UserError(f"sampler {cfg.sampler.name!r} needs an extra package ({e}); "
+                        f"install it (GP: pip install 'hpo[gp]') or choose another sampler") from None
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{cfg.source}:sampler: {e}") from None
+
+
+def make_pruner(cfg: Any) -> optuna.pruners.BasePruner:
+    cls = PRUNERS[cfg.pruner.name]
+    kwargs = dict(cfg.pruner.options)
+    if cfg.pruner.name == "hyperband":
+        kwargs.setdefault("max_resource", cfg.budget.epochs)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{cfg.source}:pruner: {e}") from None
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+def count_done(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=DONE_STATES))
+
+
+def open_study(cfg: Any, *, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """Create or load the study, store the resolved config, enqueue warm starts on creation."""
+    storage = storage or make_storage(cfg.storage)
+    try:
+        study = optuna.create_study(study_name=cfg.name, storage=storage, sampler=make_sampler(cfg),
+                                    pruner=make_pruner(cfg), direction="maximize", load_if_exists=True)
+    except UserError:
+        raise
+    except Exception as e:
+        msg = " ".join(str(e).split())[:200]
+        raise UserError(f"storage {describe_storage(cfg.storage)}: cannot open study {cfg.name!r} "
+                        f"({type(e).__name__}: {msg})") from None
+    resolved = cfg.to_dict()
+    stored = study.user_attrs.get("config")
+    if stored is not None and stored.get("space") != resolved["space"]:
+        raise UserError(f"study {cfg.name!r} in {describe_storage(cfg.storage)} was created with another search "
+                        f"space than {cfg.space.path}; pass --study-name NEW to start a new study")
+    if stored is None:
+        for params in cfg.warm_start:
+            study.enqueue_trial(dict(params), user_attrs={"warm_start": True}, skip_if_exists=True)
+    study.set_user_attr("config", json.loads(json.dumps(resolved, default=str)))
+    return study
+
+
+def trial_line(trial: optuna.trial.FrozenTrial) -> str:
+    secs = (trial.datetime_complete - trial.datetime_start).total_seconds() \
+        if trial.datetime_complete and trial.datetime_start else float("nan")
+    value = f"{trial.value:.4f}" if trial.value is not None else "-"
+    if trial.state == TrialState.PRUNED and trial.intermediate_values:
+        step = max(trial.intermediate_values)
+        value = f"{trial.intermediate_values[step]:.4f}@epoch{step}"
+    params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
+    reason = trial.system_attrs.get("fail_reason", "")
+    extra = f"  reason: {' '.join(reason.split())[:120]}" if trial.state == TrialState.FAIL and reason else ""
+    return f"trial {trial.number:>3} {trial.state.name:<8} val_acc={value:<14} {secs:6.1f}s  {params}{extra}"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def run(cfg: Any, *, verbose: bool = False, out=sys.stdout) -> optuna.Study:
+    """Load data, open the study, run the missing trials, print a summary. Returns the study."""
+    from tqdm import tqdm
+
+    from hpo import data
+    from hpo.objective import Objective, TrainingDiverged, configure_tensorflow
+
+    configure_tensorflow(threads=cfg.threads, verbose=verbose)
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    splits = data.load_splits(cfg.dataset, data_dir=cfg.data.data_dir, val_fraction=cfg.data.val_fraction,
+                              seed=cfg.seed, normalization=cfg.data.normalization,
+                              max_train_samples=cfg.data.max_train_samples)
+    print(f"data: {cfg.dataset} from {splits.source}: {len(splits.y_train)} train / {len(splits.y_val)} val "
+          f"images, {splits.input_shape}, {cfg.data.normalization} normalization", file=out)
+    study = open_study(cfg)
+    print(f"study: {cfg.name!r} in {describe_storage(cfg.storage)} (sampler {cfg.sampler.name}, "
+          f"pruner {cfg.pruner.name}, {cfg.budget.epochs} epochs max)", file=out)
+    done = count_done(study)
+    remaining = cfg.budget.n_trials - done
+    if remaining <= 0:
+        print(f"study already has {done} finished trials (n_trials = {cfg.budget.n_trials}); nothing to run. "
+              "Raise --n-trials to run more.", file=out)
+    else:
+        if done:
+            print(f"resuming: {done} trials finished, running {remaining} more", file=out)
+        _optimize(study, Objective(cfg, splits), cfg, remaining, out, tqdm, TrainingDiverged)
+    print_summary(study, cfg, out=out)
+    return study
+
+
+def _optimize(study, objective, cfg, remaining: int, out, tqdm, diverged_exc) -> None:
+    bar = tqdm(total=remaining, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True,
+               disable=not sys.stderr.isatty() and os.environ.get("HPO_PROGRESS") != "1")
+    started = time.time()
+    failures = 0
+
+    def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        nonlocal failures
+        bar.write(trial_line(trial), file=out)
+        if trial.state in DONE_STATES:
+            bar.update(1)
+        elif trial.state == TrialState.FAIL:
+            failures += 1
+            if failures > max(3, cfg.budget.n_trials):
+                bar.write(f"stopping: {failures} trials failed in this run; see the reasons above", file=out)
+                study.stop()
+        if count_done(study) >= cfg.budget.n_trials:
+            study.stop()
+
+    try:
+        study.optimize(objective, timeout=cfg.budget.timeout, callbacks=[on_trial],
+                       catch=(diverged_exc,), gc_after_trial=False)
+    finally:
+        bar.close()
+    print(f"ran for {time.time() - started:.0f}s", file=out)
+
+
+def print_summary(study: optuna.Study, cfg: Any, *, out=sys.stdout) -> None:
+    trials = study.get_trials(deepcopy=False)
+    by_state = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    counts = ", ".join(f"{n} {s}" for s, n in by_state.items() if n)
+    print(f"trials: {counts or 'none'}", file=out)
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    if completed:
+        best = study.best_trial
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
+        print(f"best: trial {best.number} val_acc={best.value:.4f} ({best.user_attrs.get('n_params', '?')} params, "
+              f"best epoch {best.user_attrs.get('best_epoch', '?')}): {params}", file=out)
+    study_arg = cfg.source if not Path(cfg.source).parent.name == "studies" else Path(cfg.source).stem
+    print(f"dashboard: optuna-dashboard {cfg.storage}", file=out)
+    print(f"report:    python -m hpo.report --study {study_arg} --study-name {cfg.name} --storage {cfg.storage}",
+          file=out)
