@@ -119,7 +119,7 @@ def seed004_mnist(input_shape=(28, 28, 1), num_classes=10):
     """Seed 004's NumPy CNN: conv 8@3x3 padding 1 (He init), max-pool 2, dense 128, softmax; SGD."""
     _, L = _layers()
     return _sequential(input_shape, [
-        L.Conv2D(8, 3, padding="same", kernel_initializer="he_normal"), L.MaxPooling2D(2), L.Flatten(),
+        L.Conv2D(8, 3, padding="same", activation="relu", kernel_initializer="he_normal"), L.MaxPooling2D(2), L.Flatten(),
         L.Dense(128, activation="relu"), L.Dense(num_classes, activation="softmax"),
     ], "seed004_mnist")
 

@@ -167,7 +167,8 @@ def train(model_name: str, params: Mapping[str, Any], splits: Splits, *, epochs:
             mode="min" if early_stopping.monitor == "val_loss" else "max")
         callbacks.append(es_cb)
     train_ds, val_ds = datasets(splits, int(p["batch_size"]), seed)
-    hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0)
+    hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0,
+                     shuffle=False)  # the dataset shuffles itself, seeded
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     stop_reason = monitor.stop_reason
     if stop_reason == "completed" and es_cb is not None and es_cb.stopped_epoch > 0:
@@ -231,7 +232,9 @@ class Objective:
             }.items():
                 trial.set_user_attr(key, value)
             if result.stop_reason == "nan_loss":
-                raise TrainingDiverged(f"loss became NaN/inf at epoch {len(result.history.get('loss', []))}")
+                reason = f"loss became NaN/inf at epoch {len(result.history.get('loss', []))}"
+                trial.set_user_attr("fail_reason", reason)  # Optuna only logs the exception
+                raise TrainingDiverged(reason)
             if result.stop_reason == "pruned":
                 raise optuna.TrialPruned(f"pruned at epoch {len(result.epoch_seconds)}")
             return result.best_val_accuracy

@@ -131,7 +131,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         path = _sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _sqlite_wal(path)
+            _sqlite_check(path)
         # Wait for a lock instead of failing at once ("database is locked" with several workers).
         engine_kwargs = {"connect_args": {"timeout": 60}}
     try:
@@ -144,14 +144,28 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
                         "check the URL, the server and the file") from None
 
 
-def _sqlite_wal(path: Path) -> None:
-    """WAL lets readers (the dashboard) and one writer work at once; it persists in the file."""
+def _sqlite_check(path: Path) -> None:
+    """Open read-only first, so that a corrupt file is reported and never written to."""
+    if not path.exists():
+        return
     try:
-        with sqlite3.connect(path, timeout=60) as con:
-            con.execute("PRAGMA journal_mode=WAL")
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60) as con:
+            con.execute("PRAGMA schema_version").fetchone()
     except sqlite3.DatabaseError as e:
         raise UserError(f"storage {path}: not a usable SQLite database ({e}); move it aside or pass another --storage") \
             from None
+
+
+def enable_sqlite_wal(storage: optuna.storages.BaseStorage) -> None:
+    """WAL lets readers (the dashboard) and a writer work at once; it persists in the file.
+
+    Called only after the study passed its checks, so a refused run leaves the file as it was.
+    """
+    engine = getattr(storage, "engine", None)
+    if engine is None or engine.url.get_backend_name() != "sqlite":
+        return
+    with engine.connect() as con:
+        con.exec_driver_sql("PRAGMA journal_mode=WAL")
 
 
 def make_sampler(cfg: Any) -> optuna.samplers.BaseSampler:
@@ -204,6 +218,7 @@ def open_study(cfg: Any, *, storage: optuna.storages.BaseStorage | None = None) 
     if stored is not None and stored.get("space") != resolved["space"]:
         raise UserError(f"study {cfg.name!r} in {describe_storage(cfg.storage)} was created with another search "
                         f"space than {cfg.space.path}; pass --study-name NEW to start a new study")
+    enable_sqlite_wal(storage)
     if stored is None:
         for params in cfg.warm_start:
             study.enqueue_trial(dict(params), user_attrs={"warm_start": True}, skip_if_exists=True)
@@ -219,7 +234,7 @@ def trial_line(trial: optuna.trial.FrozenTrial) -> str:
         step = max(trial.intermediate_values)
         value = f"{trial.intermediate_values[step]:.4f}@epoch{step}"
     params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
-    reason = trial.system_attrs.get("fail_reason", "")
+    reason = trial.user_attrs.get("fail_reason", "")
     extra = f"  reason: {' '.join(reason.split())[:120]}" if trial.state == TrialState.FAIL and reason else ""
     return f"trial {trial.number:>3} {trial.state.name:<8} val_acc={value:<14} {secs:6.1f}s  {params}{extra}"
 
@@ -228,20 +243,22 @@ def _fmt(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def run(cfg: Any, *, verbose: bool = False, out=sys.stdout) -> optuna.Study:
+def run(cfg: Any, *, verbose: bool = False, out=None) -> optuna.Study:
     """Load data, open the study, run the missing trials, print a summary. Returns the study."""
+    out = out or sys.stdout
     from tqdm import tqdm
 
     from hpo import data
     from hpo.objective import Objective, TrainingDiverged, configure_tensorflow
 
-    configure_tensorflow(threads=cfg.threads, verbose=verbose)
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    # Data first: a missing dataset is reported before TensorFlow starts or any storage is touched.
     splits = data.load_splits(cfg.dataset, data_dir=cfg.data.data_dir, val_fraction=cfg.data.val_fraction,
                               seed=cfg.seed, normalization=cfg.data.normalization,
                               max_train_samples=cfg.data.max_train_samples)
     print(f"data: {cfg.dataset} from {splits.source}: {len(splits.y_train)} train / {len(splits.y_val)} val "
           f"images, {splits.input_shape}, {cfg.data.normalization} normalization", file=out)
+    configure_tensorflow(threads=cfg.threads, verbose=verbose)
     study = open_study(cfg)
     print(f"study: {cfg.name!r} in {describe_storage(cfg.storage)} (sampler {cfg.sampler.name}, "
           f"pruner {cfg.pruner.name}, {cfg.budget.epochs} epochs max)", file=out)
@@ -285,7 +302,8 @@ def _optimize(study, objective, cfg, remaining: int, out, tqdm, diverged_exc) ->
     print(f"ran for {time.time() - started:.0f}s", file=out)
 
 
-def print_summary(study: optuna.Study, cfg: Any, *, out=sys.stdout) -> None:
+def print_summary(study: optuna.Study, cfg: Any, *, out=None) -> None:
+    out = out or sys.stdout
     trials = study.get_trials(deepcopy=False)
     by_state = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     counts = ", ".join(f"{n} {s}" for s, n in by_state.items() if n)

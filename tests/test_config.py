@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpo import config
+from hpo.errors import UserError
+from tests.conftest import write_study
+
+
+def test_default_study_loads_with_the_issue_settings():
+    cfg = config.load_study("fashion")
+    assert cfg.dataset == "fashion_mnist" and cfg.model == "fashion_cnn"
+    assert cfg.sampler.name == "tpe" and cfg.seed == 42
+    assert cfg.pruner.name in ("hyperband", "successive_halving", "median")
+    assert cfg.storage.startswith("sqlite:///")
+    assert cfg.early_stopping.monitor == "val_loss" and cfg.early_stopping.restore_best_weights
+    assert cfg.data.val_fraction == 0.2
+    assert len(cfg.warm_start) >= 1
+
+
+@pytest.mark.parametrize("name", ["fashion", "mnist", "cifar10"])
+def test_every_shipped_study_is_valid(name):
+    cfg = config.load_study(name)
+    assert cfg.to_dict()["space"]  # JSON-able and stored with the study
+
+
+def test_overrides_win_and_are_validated(tmp_path):
+    cfg = config.load_study("fashion").with_overrides(n_trials=3, epochs=2, max_train_samples=100, seed=7,
+                                                      storage=f"sqlite:///{tmp_path}/x.db", name="other")
+    assert (cfg.budget.n_trials, cfg.budget.epochs, cfg.data.max_train_samples, cfg.seed, cfg.name) == \
+        (3, 2, 100, 7, "other")
+    with pytest.raises(UserError, match="n_trials must be > 0"):
+        cfg.with_overrides(n_trials=0)
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    ('bogus = 1', "unknown key(s) bogus"),
+    ('[sampler]\nname = "nope"', "unknown sampler 'nope'"),
+])
+def test_bad_study_keys(tmp_path, extra, fragment):
+    p = write_study(tmp_path)
+    text = p.read_text()
+    if extra.startswith("[sampler]"):
+        text = text.replace('[sampler]\nname = "tpe"', extra)
+    else:
+        text = extra + "\n" + text
+    p.write_text(text)
+    with pytest.raises(UserError) as e:
+        config.load_study(str(p))
+    assert fragment in str(e.value) and str(p) in str(e.value)
+
+
+def test_unknown_study_lists_the_choices():
+    with pytest.raises(UserError, match="available: cifar10, fashion, mnist"):
+        config.load_study("nope")
+
+
+def test_sampler_options_are_checked(tmp_path):
+    p = write_study(tmp_path)
+    p.write_text(p.read_text().replace('[sampler]\nname = "tpe"', '[sampler]\nname = "tpe"\nn_startup = 3'))
+    with pytest.raises(UserError, match="has no option"):
+        config.load_study(str(p))

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hpo import models
+
+EXPECTED_PARAMS = {
+    "seed000_mnist": 469_172,
+    "seed000_fashion": 467_818,
+    "seed000_cifar10": 362_346,
+    "seed001_mnist": 121_994,
+    "seed003_mnist": 121_930,
+    "seed003_cifar10": 356_810,
+    "seed004_mnist": 202_202,
+}
+
+
+def _shape(name):
+    return (32, 32, 3) if models.REFERENCES[name].dataset == "cifar10" else (28, 28, 1)
+
+
+@pytest.mark.parametrize("name, count", EXPECTED_PARAMS.items())
+def test_reference_parameter_counts(name, count):
+    assert models.build(name, _shape(name), 10).count_params() == count
+
+
+def test_seed000_cifar10_trainable_params():
+    import keras
+
+    m = models.build("seed000_cifar10", (32, 32, 3), 10)
+    trainable = sum(int(np.prod(w.shape)) for w in m.trainable_weights)
+    assert trainable == 361_962
+
+
+def test_seed004_layout():
+    m = models.build("seed004_mnist", (28, 28, 1), 10)
+    conv = m.layers[0]
+    assert conv.filters == 8 and conv.kernel_size == (3, 3) and conv.padding == "same"
+    assert models.REFERENCES["seed004_mnist"].optimizer == "sgd"
+
+
+def test_family_baseline_is_seed002_and_extended_adds_conv_and_dropouts():
+    base = models.build("fashion_cnn", (28, 28, 1), 10, variant="baseline", filters=32, dropout=0.25)
+    ext = models.build("fashion_cnn", (28, 28, 1), 10, variant="extended", filters=32, dropout=0.25)
+    convs = lambda m: [l.filters for l in m.layers if l.__class__.__name__ == "Conv2D"]
+    drops = lambda m: sum(l.__class__.__name__ == "Dropout" for l in m.layers)
+    assert convs(base) == [32, 64] and convs(ext) == [32, 64, 64]
+    assert drops(ext) == 3
+    assert sum(l.__class__.__name__ == "MaxPooling2D" for l in base.layers) == 2
+
+
+ALL = [*models.REFERENCES, "fashion_baseline", "fashion_extended"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_model_builds_and_trains_one_step(name):
+    from hpo.objective import make_optimizer
+
+    shape = _shape(name) if name in models.REFERENCES else (28, 28, 1)
+    params = {} if name in models.REFERENCES else {"filters": 4, "l2": 1e-4, "dropout": 0.1, "batch_norm": True,
+                                                  "augmentation": "light"}
+    m = models.build(name, shape, 10, **params)
+    m.compile(optimizer=make_optimizer("adam", 1e-3), loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((8, *shape), dtype=np.float32)
+    y = np.arange(8) % 10
+    loss = m.train_on_batch(x, y)
+    assert np.isfinite(float(np.asarray(loss).ravel()[0]))
+    assert m.predict(x, verbose=0).shape == (8, 10)

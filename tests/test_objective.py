@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from hpo import config, data, study as study_mod
+from hpo.objective import Objective, TrainingDiverged, trial_seed
+from tests.conftest import write_study
+
+
+@pytest.fixture
+def tiny(tmp_path, data_dir):
+    def make(**kw):
+        cfg = config.load_study(str(write_study(tmp_path, **kw))).with_overrides(data_dir=str(data_dir))
+        splits = data.load_splits(cfg.dataset, data_dir=data_dir, val_fraction=cfg.data.val_fraction,
+                                  seed=cfg.seed, normalization=cfg.data.normalization)
+        return cfg, splits
+    return make
+
+
+def test_objective_under_fixed_trial_returns_best_val_accuracy_and_records_attrs(tiny):
+    cfg, splits = tiny()
+    trial = optuna.trial.FixedTrial({"filters": 4, "dropout": 0.0, "learning_rate": 5e-3, "batch_size": 32})
+    value = Objective(cfg, splits)(trial)
+    attrs = trial.user_attrs
+    assert 0.0 <= value <= 1.0
+    assert value == pytest.approx(max(attrs["history"]["val_accuracy"]))
+    assert len(attrs["history"]["loss"]) == cfg.budget.epochs == len(attrs["epoch_seconds"])
+    assert set(attrs["history"]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert attrs["n_params"] > 0 and attrs["images_per_sec"] > 0 and attrs["latency_ms"] > 0
+    assert attrs["stop_reason"] == "completed" and 1 <= attrs["best_epoch"] <= cfg.budget.epochs
+    assert attrs["seed"] == trial_seed(cfg.seed, trial.number)
+
+
+def test_same_seed_same_result(tiny):
+    cfg, splits = tiny()
+    params = {"filters": 3, "dropout": 0.1, "learning_rate": 3e-3, "batch_size": 32}
+    a, b = (Objective(cfg, splits)(optuna.trial.FixedTrial(params)) for _ in range(2))
+    assert a == b
+
+
+def test_nan_loss_fails_the_trial_with_a_reason_and_the_study_goes_on(tiny):
+    space = """
+[learning_rate]
+type = "float"
+low = 1e6
+high = 1e7
+log = true
+
+[optimizer]
+type = "categorical"
+choices = ["sgd"]
+
+[batch_size]
+type = "categorical"
+choices = [32]
+"""
+    cfg, splits = tiny(space=space)
+    cfg = cfg.with_overrides(n_trials=1)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(Objective(cfg, splits), n_trials=2, catch=(TrainingDiverged,))
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.FAIL] * 2  # both ran: the first failure did not stop the study
+    assert "NaN" in study.trials[0].user_attrs["fail_reason"]
+    assert study.trials[0].user_attrs["stop_reason"] == "nan_loss"
+
+
+def test_pruned_trial_is_recorded_as_pruned(tiny):
+    # ThresholdPruner(lower=1.01) prunes at the first report, whatever the accuracy: deterministic.
+    cfg, splits = tiny(pruner='name = "threshold"\nlower = 1.01')
+    study = optuna.create_study(direction="maximize", pruner=study_mod.make_pruner(cfg))
+    study.optimize(Objective(cfg, splits), n_trials=1)
+    t = study.trials[0]
+    assert t.state == optuna.trial.TrialState.PRUNED
+    assert t.user_attrs["stop_reason"] == "pruned"
+    assert list(t.intermediate_values) == [1]
+    assert len(t.user_attrs["history"]["loss"]) == 1  # training stopped after the pruned epoch
+
+
+def test_run_resumes_and_runs_only_missing_trials(tiny, capsys):
+    cfg, _ = tiny()
+    cfg = cfg.with_overrides(n_trials=2)
+    s = study_mod.run(cfg)
+    assert study_mod.count_done(s) == 2
+    s = study_mod.run(cfg.with_overrides(n_trials=3))
+    assert study_mod.count_done(s) == 3 and len(s.trials) == 3
+    out = capsys.readouterr().out
+    assert "resuming: 2 trials finished, running 1 more" in out
+    assert s.user_attrs["config"]["budget"]["n_trials"] == 3
+    s = study_mod.run(cfg.with_overrides(n_trials=3))
+    assert len(s.trials) == 3 and "nothing to run" in capsys.readouterr().out
