@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from hpo.report.build import build_report, open_existing_study
-from hpo.report.collect import StudyData, collect
+from hpo.report.collect import StudyData
 
-__all__ = ["StudyData", "build_report", "collect", "open_existing_study"]
+# The submodules keep their names (``hpo.report.collect`` is the module, ``collect.collect`` its function).
+__all__ = ["StudyData", "build_report", "open_existing_study"]

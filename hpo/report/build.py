@@ -30,7 +30,11 @@ def open_existing_study(storage_url: str, name: str) -> optuna.Study:
     if path is not None and not path.is_file():
         raise UserError(f"storage {where} does not exist; run `python -m hpo.run` first or pass "
                         "--storage pointing at the study's database")
-    storage = study_mod.make_storage(storage_url)
+    import warnings
+
+    with warnings.catch_warnings():  # heartbeat options are flagged experimental; they do not matter for reading
+        warnings.simplefilter("ignore")
+        storage = study_mod.make_storage(storage_url)
     try:
         names = [s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)]
     except Exception as e:  # a database of another program, an unreachable server

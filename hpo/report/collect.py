@@ -283,8 +283,8 @@ def make_flags(*, boundary: Sequence[BoundaryCheck], shares: Mapping[str, float]
                               "more epochs may help"))
         else:
             flags.append(Flag("undertrained", "ok", f"trial {r.number}",
-                              f"peaked at epoch {_argmax(r.history['val_accuracy']) + 1} of {n_ep} run{of} "
-                              f"({r.stop_reason or 'unknown stop reason'})"))
+                              f"validation accuracy peaked at epoch {_argmax(r.history['val_accuracy']) + 1} "
+                              f"(ran {n_ep}{of} epochs; {r.stop_reason or 'unknown stop reason'})"))
     return flags
 
 

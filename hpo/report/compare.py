@@ -15,6 +15,7 @@ import numpy as np
 from hpo.report.retrain import PUBLISHED_ONLY, RetrainData, RunResult
 
 LEVEL = 0.95
+UNIT = (0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ class BestSummary:
     protocol_note: str
 
 
-def mean_ci(values: Sequence[float], *, level: float = LEVEL) -> MeanCI:
+def mean_ci(values: Sequence[float], *, level: float = LEVEL, bounds: tuple[float, float] | None = None) -> MeanCI:
+    """Mean, sd and the t-interval of the mean over seeds; ``bounds`` clips the interval (accuracies: 0..1)."""
     from scipy import stats
 
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
@@ -83,7 +85,10 @@ def mean_ci(values: Sequence[float], *, level: float = LEVEL) -> MeanCI:
         return MeanCI(float(x[0]), None, 1, None, None)
     sd = float(x.std(ddof=1))
     half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * sd / math.sqrt(len(x))
-    return MeanCI(float(x.mean()), sd, len(x), float(x.mean() - half), float(x.mean() + half))
+    low, high = float(x.mean() - half), float(x.mean() + half)
+    if bounds is not None:
+        low, high = max(bounds[0], low), min(bounds[1], high)
+    return MeanCI(float(x.mean()), sd, len(x), low, high)
 
 
 def wilson(correct: int, n: int, *, level: float = LEVEL) -> tuple[float, float]:
@@ -152,8 +157,9 @@ def summarize_best(data: RetrainData, *, study_value: float) -> BestSummary | No
         study = p.get("study_max_train_samples") or "all"
         notes.append(f"{here} training images here, {study} in the study")
     return BestSummary(
-        test_accuracy=mean_ci([r.test_accuracy for r in runs]), test_loss=mean_ci([r.test_loss for r in runs]),
-        val_accuracy=mean_ci([r.val_accuracy for r in runs]), wilson=wilson(correct, len(y) * len(runs)),
+        test_accuracy=mean_ci([r.test_accuracy for r in runs], bounds=UNIT),
+        test_loss=mean_ci([r.test_loss for r in runs], bounds=(0.0, math.inf)),
+        val_accuracy=mean_ci([r.val_accuracy for r in runs], bounds=UNIT), wilson=wilson(correct, len(y) * len(runs)),
         study_value=study_value, per_class=rows, averages=avgs, confusion=confusion(y, preds, len(st.class_names)),
         class_names=list(st.class_names),
         protocol_note=("the retraining budget differs from the study's: " + "; ".join(notes)) if notes else "")
@@ -172,13 +178,14 @@ def comparison_rows(data: RetrainData, *, home: str) -> dict[str, list[Row]]:
         rows: list[Row] = []
         if ours:
             rows.append(Row(ds, ours[0].spec.label, "best" if ds == home else "transfer",
-                            mean_ci([r.test_accuracy for r in ours]), n_params=ours[0].n_params,
+                            mean_ci([r.test_accuracy for r in ours], bounds=UNIT), n_params=ours[0].n_params,
                             n_train=ours[0].n_train, seconds=sum(r.seconds for r in ours)))
         for ref in REFERENCES.values():
             if ref.dataset != ds or ref.published_accuracy is None:
                 continue
             measured = [r for r in data.references if r.spec.model == ref.name]
-            row = Row(ds, ref.name, "reference", mean_ci([r.test_accuracy for r in measured]) if measured else None,
+            acc = mean_ci([r.test_accuracy for r in measured], bounds=UNIT) if measured else None
+            row = Row(ds, ref.name, "reference", acc,
                       published=ref.published_accuracy, published_by=ref.published_by,
                       n_params=measured[0].n_params if measured else None,
                       n_train=measured[0].n_train if measured else None,
@@ -188,9 +195,9 @@ def comparison_rows(data: RetrainData, *, home: str) -> dict[str, list[Row]]:
             if measured and ours and st is not None and st.available:
                 row.mcnemar = [mcnemar(st.y_test, o.y_pred, measured[0].y_pred) for o in ours]
             rows.append(row)
-        for d, label, acc, by in PUBLISHED_ONLY:
+        for d, label, pub, by in PUBLISHED_ONLY:
             if d == ds:
-                rows.append(Row(ds, label, "published", None, published=acc, published_by=by,
+                rows.append(Row(ds, label, "published", None, published=pub, published_by=by,
                                 note="published number only; the study searches this family"))
         out[ds] = rows
     return out

@@ -339,7 +339,8 @@ def mistake_html(m: Mapping[str, Any], names: Sequence[str]) -> str:
 
 def missing_dataset(st: Any, name: str) -> str:
     title = DATASET_TITLES.get(name, name)
-    how = f"<br><b>How to provide it:</b> {esc(st.how_to_get)}" if st.how_to_get else ""
+    how = f"<br><b>How to provide it:</b> {esc(st.how_to_get)}" if st.how_to_get and st.how_to_get not in st.reason \
+        else ""
     return (f"<div class='missing'><b>{esc(title)} is not available</b>, so nothing was measured on it: "
             f"{esc(st.reason)}{how}<br>Then build the report again (cached runs are kept).</div>")
 

@@ -285,11 +285,7 @@ def run_all(specs: Sequence[RunSpec], *, proto: Mapping[str, Any], references_mo
     skipped: list[tuple[RunSpec, str]] = []
     trained = 0.0
     todo = [s for s in specs if force or cache.get(s) is None]
-    if todo:
-        from hpo.objective import configure_tensorflow
-
-        configure_tensorflow(threads=threads, verbose=verbose)
-    n_todo, i_todo = len(todo), 0
+    n_todo, i_todo, tf_ready = len(todo), 0, False
     for spec in specs:
         hit = None if force else cache.get(spec)
         if hit is not None and (sets.cached_status(spec.dataset) or sets.load(spec.dataset)):
@@ -304,7 +300,12 @@ def run_all(specs: Sequence[RunSpec], *, proto: Mapping[str, Any], references_mo
             log(f"{prefix} skipped {spec.label} on {spec.dataset}: dataset not available")
             skipped.append((spec, reason))
             continue
-        log(f"{prefix} training {spec.label} on {spec.dataset} (seed {spec.seed}, {spec.epochs} epochs max)")
+        if not tf_ready:  # only now: a rebuild from the cache never imports TensorFlow
+            from hpo.objective import configure_tensorflow
+
+            configure_tensorflow(threads=threads, verbose=verbose)
+            tf_ready = True
+        log(f"{prefix} training {spec.label} on {spec.dataset} (seed {spec.seed}, at most {spec.epochs} epoch(s))")
         t = time.perf_counter()
         result = train_and_evaluate(spec, raw, prefix=prefix, log=log,
                                     details=spec.role == "best" and spec.seed == proto["seeds"][0])
