@@ -168,13 +168,20 @@ def enable_sqlite_wal(storage: optuna.storages.BaseStorage) -> None:
         con.exec_driver_sql("PRAGMA journal_mode=WAL")
 
 
-def make_sampler(cfg: Any) -> optuna.samplers.BaseSampler:
+def make_sampler(cfg: Any, *, n_existing_trials: int = 0) -> optuna.samplers.BaseSampler:
+    """The configured sampler, seeded from the study seed.
+
+    A resumed run offsets the seed by the trials already stored: with the plain study seed it
+    would replay the first run's random start-up draws and repeat configurations.
+    """
     cls = SAMPLERS[cfg.sampler.name]
     kwargs = dict(cfg.sampler.options)
     import inspect
 
     if "seed" in inspect.signature(cls).parameters:
-        kwargs.setdefault("seed", cfg.seed)
+        from hpo.objective import trial_seed
+
+        kwargs.setdefault("seed", trial_seed(cfg.seed, n_existing_trials) if n_existing_trials else cfg.seed)
     try:
         return cls(**kwargs)
     except ImportError as e:
@@ -213,6 +220,9 @@ def open_study(cfg: Any, *, storage: optuna.storages.BaseStorage | None = None) 
         msg = " ".join(str(e).split())[:200]
         raise UserError(f"storage {describe_storage(cfg.storage)}: cannot open study {cfg.name!r} "
                         f"({type(e).__name__}: {msg})") from None
+    n_existing = len(study.get_trials(deepcopy=False))
+    if n_existing:
+        study.sampler = make_sampler(cfg, n_existing_trials=n_existing)
     resolved = cfg.to_dict()
     stored = study.user_attrs.get("config")
     if stored is not None and stored.get("space") != resolved["space"]:

@@ -86,6 +86,8 @@ def test_run_resumes_and_runs_only_missing_trials(tiny, capsys):
     assert study_mod.count_done(s) == 2
     s = study_mod.run(cfg.with_overrides(n_trials=3))
     assert study_mod.count_done(s) == 3 and len(s.trials) == 3
+    # the resumed sampler must not replay the first run's random draws
+    assert s.trials[2].params != s.trials[0].params
     out = capsys.readouterr().out
     assert "resuming: 2 trials finished, running 1 more" in out
     assert s.user_attrs["config"]["budget"]["n_trials"] == 3
