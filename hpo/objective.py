@@ -231,6 +231,10 @@ class Objective:
                 "n_train": len(self.splits.y_train),
             }.items():
                 trial.set_user_attr(key, value)
+            if isinstance(trial, optuna.Trial):  # a stored trial: show its curves in optuna-dashboard
+                from hpo.dashboard import publish_trial
+
+                publish_trial(trial, result.history, result.epoch_seconds, result.stop_reason)
             if result.stop_reason == "nan_loss":
                 reason = f"loss became NaN/inf at epoch {len(result.history.get('loss', []))}"
                 trial.set_user_attr("fail_reason", reason)  # Optuna only logs the exception

@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="where to look for the dataset first (also HPO_DATA_DIR)")
     p.add_argument("--study-name", help="name of the study inside the storage (default: the file's `name`)")
     p.add_argument("--threads", type=int, help="TensorFlow intra-op threads per worker (0 = default)")
+    p.add_argument("--n-workers", type=int, default=1,
+                   help="worker processes on this machine sharing the study (threads split between them)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set by --n-workers for its children
     p.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow and Optuna logs")
     return p
 
@@ -74,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             n_trials=args.n_trials, timeout=args.timeout, storage=args.storage, epochs=args.epochs,
             max_train_samples=args.max_train_samples, seed=args.seed, data_dir=args.data_dir,
             name=args.study_name, threads=args.threads)
-        study.run(cfg, verbose=args.verbose)
+        if args.n_workers < 1:
+            raise UserError(f"--n-workers must be >= 1, got {args.n_workers}")
+        study.run(cfg, verbose=args.verbose, n_workers=args.n_workers, worker=args.worker)
         return 0
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -253,60 +253,202 @@ def _fmt(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def run(cfg: Any, *, verbose: bool = False, out=None) -> optuna.Study:
-    """Load data, open the study, run the missing trials, print a summary. Returns the study."""
-    out = out or sys.stdout
-    from tqdm import tqdm
+def run(cfg: Any, *, verbose: bool = False, n_workers: int = 1, worker: bool = False, out=None) -> optuna.Study:
+    """Load data, open the study, run the missing trials, print a summary. Returns the study.
 
+    With ``n_workers > 1`` this process opens the study, then starts that many worker processes
+    (the same command with ``--worker``), each limited to its share of the cores.
+    """
+    out = out or sys.stdout
     from hpo import data
-    from hpo.objective import Objective, TrainingDiverged, configure_tensorflow
+    from hpo.objective import Objective, configure_tensorflow
 
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
     # Data first: a missing dataset is reported before TensorFlow starts or any storage is touched.
     splits = data.load_splits(cfg.dataset, data_dir=cfg.data.data_dir, val_fraction=cfg.data.val_fraction,
                               seed=cfg.seed, normalization=cfg.data.normalization,
                               max_train_samples=cfg.data.max_train_samples)
-    print(f"data: {cfg.dataset} from {splits.source}: {len(splits.y_train)} train / {len(splits.y_val)} val "
-          f"images, {splits.input_shape}, {cfg.data.normalization} normalization", file=out)
-    configure_tensorflow(threads=cfg.threads, verbose=verbose)
-    study = open_study(cfg)
-    print(f"study: {cfg.name!r} in {describe_storage(cfg.storage)} (sampler {cfg.sampler.name}, "
-          f"pruner {cfg.pruner.name}, {cfg.budget.epochs} epochs max)", file=out)
-    done = count_done(study)
-    remaining = cfg.budget.n_trials - done
-    if remaining <= 0:
-        print(f"study already has {done} finished trials (n_trials = {cfg.budget.n_trials}); nothing to run. "
-              "Raise --n-trials to run more.", file=out)
+    if not worker:
+        print(f"data: {cfg.dataset} from {splits.source}: {len(splits.y_train)} train / {len(splits.y_val)} val "
+              f"images, {splits.input_shape}, {cfg.data.normalization} normalization", file=out)
+    if n_workers > 1:
+        del splits
+        study = open_study(cfg)
+        _announce(study, cfg, out)
+        _run_workers(study, cfg, n_workers, verbose, out)
     else:
-        if done:
-            print(f"resuming: {done} trials finished, running {remaining} more", file=out)
-        _optimize(study, Objective(cfg, splits), cfg, remaining, out, tqdm, TrainingDiverged)
-    print_summary(study, cfg, out=out)
+        configure_tensorflow(threads=cfg.threads, verbose=verbose)
+        study = open_study(cfg)
+        if not worker:
+            _announce(study, cfg, out)
+        work(study, Objective(cfg, splits), cfg, out=out, progress=not worker)
+    if not worker:
+        print_summary(study, cfg, out=out)
     return study
 
 
-def _optimize(study, objective, cfg, remaining: int, out, tqdm, diverged_exc) -> None:
-    bar = tqdm(total=remaining, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True,
-               disable=not sys.stderr.isatty() and os.environ.get("HPO_PROGRESS") != "1")
-    started = time.time()
-    failures = 0
+def _announce(study: optuna.Study, cfg: Any, out) -> None:
+    print(f"study: {cfg.name!r} in {describe_storage(cfg.storage)} (sampler {cfg.sampler.name}, "
+          f"pruner {cfg.pruner.name}, {cfg.budget.epochs} epochs max)", file=out)
+    done = count_done(study)
+    if done >= cfg.budget.n_trials:
+        print(f"study already has {done} finished trials (n_trials = {cfg.budget.n_trials}); nothing to run. "
+              "Raise --n-trials to run more.", file=out)
+    elif done:
+        print(f"resuming: {done} trials finished, running {cfg.budget.n_trials - done} more", file=out)
+
+
+def _run_workers(study: optuna.Study, cfg: Any, n_workers: int, verbose: bool, out) -> None:
+    import subprocess
+
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // n_workers)
+    argv = [a for a in sys.argv[1:]]
+    argv = _drop_flag(argv, "--n-workers")
+    argv = _drop_flag(argv, "--threads")
+    cmd = [sys.executable, "-m", "hpo.run", *argv, "--worker", "--threads", str(threads),
+           "--study-name", cfg.name, "--storage", cfg.storage, "--n-trials", str(cfg.budget.n_trials)]
+    print(f"starting {n_workers} workers x {threads} TensorFlow threads", file=out, flush=True)
+    procs = [subprocess.Popen(cmd, stdout=out if out is not sys.stdout else None) for _ in range(n_workers)]
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+    if any(codes):
+        print(f"warning: worker exit codes {codes}; finished trials are saved, rerun to complete", file=out)
+
+
+def _drop_flag(argv: list[str], flag: str) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == flag:
+            skip = True
+            continue
+        if a.startswith(flag + "="):
+            continue
+        out.append(a)
+    return out
+
+
+class StudyLock:
+    """Serializes "look at the queue, then take or add a trial" across the workers of one study.
+
+    SQLite and journal files: an fcntl lock on a file beside them (one machine). PostgreSQL: a
+    session advisory lock (many machines). Other backends: no lock (a rare overshoot is possible).
+    ``release`` may be called more than once.
+    """
+
+    def __init__(self, storage_url: str, study_name: str):
+        self.url, self.name = storage_url, study_name
+        self._fh: Any = None
+        self._con: Any = None
+        self._engine: Any = None
+
+    def acquire(self) -> None:
+        if self.url.startswith(("journal:", "sqlite")):
+            import fcntl
+
+            path = _journal_path(self.url) if self.url.startswith("journal:") else _sqlite_path(self.url)
+            if path is not None:
+                self._fh = open(f"{path}.lock", "a+")
+                fcntl.flock(self._fh, fcntl.LOCK_EX)
+        elif self.url.startswith("postgres"):
+            import sqlalchemy
+
+            if self._engine is None:
+                self._engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool)
+            self._con = self._engine.connect()
+            self._con.exec_driver_sql(f"SELECT pg_advisory_lock({self._key()})")
+
+    def release(self) -> None:
+        if self._fh is not None:
+            import fcntl
+
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+        if self._con is not None:
+            self._con.exec_driver_sql(f"SELECT pg_advisory_unlock({self._key()})")
+            self._con.close()
+            self._con = None
+
+    def _key(self) -> int:
+        import zlib
+
+        return zlib.crc32(f"hpo:{self.name}".encode())
+
+
+def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progress: bool = True) -> None:
+    """Run trials until the study holds ``n_trials`` finished (complete or pruned) ones.
+
+    Each missing trial is first reserved as a WAITING trial; a worker only ever runs a reserved
+    one, taken under ``StudyLock``. So several workers (or machines) end with exactly
+    ``n_trials``, and a trial that a crash left RUNNING is failed by the heartbeat and its
+    re-queued copy is run by whoever is still working.
+    """
+    from tqdm import tqdm
+
+    from hpo.dashboard import publish_study_curves
+    from hpo.objective import TrainingDiverged
+
+    out = out or sys.stdout
+    n = cfg.budget.n_trials
+    deadline = time.time() + cfg.budget.timeout if cfg.budget.timeout else None
+    heartbeat = isinstance(study._storage, optuna.storages._heartbeat.BaseHeartbeat)
+    bar = tqdm(total=max(0, n - count_done(study)), desc="trials", unit="trial", file=sys.stderr,
+               dynamic_ncols=True, disable=not progress or (not sys.stderr.isatty() and os.environ.get("HPO_PROGRESS") != "1"))
+    started, failures = time.time(), 0
 
     def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal failures
         bar.write(trial_line(trial), file=out)
+        out.flush()
         if trial.state in DONE_STATES:
             bar.update(1)
         elif trial.state == TrialState.FAIL:
             failures += 1
-            if failures > max(3, cfg.budget.n_trials):
-                bar.write(f"stopping: {failures} trials failed in this run; see the reasons above", file=out)
-                study.stop()
-        if count_done(study) >= cfg.budget.n_trials:
-            study.stop()
+        publish_study_curves(study)
+
+    lock = StudyLock(cfg.storage, study.study_name)
+
+    def reserved_objective(trial: optuna.Trial) -> float:
+        lock.release()  # ask() has popped our reserved trial: others may look at the queue now
+        return objective(trial)
 
     try:
-        study.optimize(objective, timeout=cfg.budget.timeout, callbacks=[on_trial],
-                       catch=(diverged_exc,), gc_after_trial=False)
+        while True:
+            if deadline and time.time() >= deadline:
+                bar.write(f"timeout: {cfg.budget.timeout:.0f}s reached; rerun the same command to continue", file=out)
+                break
+            if failures > max(3, n):
+                bar.write(f"stopping: {failures} trials failed in this run; see the reasons above", file=out)
+                break
+            if heartbeat:
+                optuna.storages.fail_stale_trials(study)  # fails a crashed trial, re-queues a copy as WAITING
+            lock.acquire()
+            try:
+                trials = study.get_trials(deepcopy=False)
+                done = sum(t.state in DONE_STATES for t in trials)
+                running = sum(t.state == TrialState.RUNNING for t in trials)
+                waiting = sum(t.state == TrialState.WAITING for t in trials)
+                if done >= n:
+                    break
+                missing = n - done - running - waiting
+                for _ in range(max(0, missing)):
+                    study.enqueue_trial({})
+                if waiting + max(0, missing) > 0:
+                    # Still holding the lock: ask() inside optimize pops a reserved trial, never a new one.
+                    study.optimize(reserved_objective, n_trials=1, callbacks=[on_trial], catch=(TrainingDiverged,))
+                    continue
+            finally:
+                lock.release()
+            if not heartbeat:
+                break  # others' trials are running; without a heartbeat a crashed one cannot be adopted
+            time.sleep(min(5.0, HEARTBEAT_SECONDS))  # wait for others' running trials (or their re-queued copies)
     finally:
         bar.close()
     print(f"ran for {time.time() - started:.0f}s", file=out)
