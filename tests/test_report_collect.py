@@ -165,3 +165,8 @@ def test_collect_does_not_import_tensorflow():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        cwd=Path(C.__file__).resolve().parents[2])
     assert r.returncode == 0, r.stderr
+
+
+def test_importances_need_three_completed_trials():
+    data = C.collect(study_with(complete(0.9), complete(0.8), pruned()), with_environment=False)
+    assert data.importances is None and "at least 3 completed trials" in data.importance_note

@@ -3,7 +3,9 @@ cache (so nothing trains and TensorFlow is never imported): sections, escaping, 
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 
 import numpy as np
@@ -14,7 +16,7 @@ from optuna.trial import TrialState, create_trial
 from hpo import config as config_mod
 from hpo.report import build, retrain
 from hpo.report.__main__ import main
-from tests.conftest import write_study
+from tests.conftest import ROOT, write_study
 
 EVIL = "<script>alert(1)</script>"
 EVIL_ATTR = "<img src=x onerror=alert(2)>"
@@ -84,11 +86,17 @@ def prefill_cache(cfg, out, *, seeds: int = 2, epochs: int = 1) -> None:
 
 
 @pytest.fixture
-def built(tmp_path, capsys):
+def prefilled(tmp_path):
     toml, cfg = make_study(tmp_path)
     out = tmp_path / "out" / "r.html"
     prefill_cache(cfg, out)
-    rc = main(["--study", str(toml), "--out", str(out), "--seeds", "2", "--epochs", "1"])
+    return ["--study", str(toml), "--out", str(out), "--seeds", "2", "--epochs", "1"], out
+
+
+@pytest.fixture
+def built(prefilled, capsys):
+    args, out = prefilled
+    rc = main(args)
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     return out.read_text(), captured.out
@@ -139,10 +147,21 @@ def test_self_contained_and_offline(built):
     assert page.count('class="plotly-graph-div"') >= 11
 
 
-def test_no_tensorflow_when_everything_is_cached(built):
-    if "tensorflow" in sys.modules:
-        pytest.skip("another test in this process imported TensorFlow already")
-    assert "keras" not in sys.modules
+def test_rebuild_from_the_cache_never_imports_tensorflow(prefilled):
+    args, out = prefilled
+    code = ("import sys; from hpo.report.__main__ import main; rc = main(sys.argv[1:]); "
+            "assert rc == 0, rc; assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'")
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                       env={**os.environ, "HPO_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert out.is_file()
+
+
+def test_p_values_read_well():
+    from hpo.report.render import pvalue
+
+    assert pvalue(0.1543) == "p = 0.154" and pvalue(2.04e-17) == "p = 2.0e-17"
+    assert pvalue(0.0) == "p < 1e-300" and pvalue(None) == "–"
 
 
 def test_out_file_name_is_safe_for_any_study_name():

@@ -26,6 +26,7 @@ FAILED_SHARE_WARN = 0.10
 DIVERGED_SHARE_WARN = 0.10
 PRUNED_SHARE_WARN = 0.80  # nearly everything pruned: the pruner may be too aggressive
 OVERFIT_GAP_WARN = 0.05  # train - val accuracy at the best epoch
+MIN_TRIALS_FOR_IMPORTANCE = 3  # with fewer, fANOVA returns equal shares that look like a finding
 PACKAGES = ("hpo", "tensorflow", "tensorflow-cpu", "keras", "optuna", "numpy", "scipy", "scikit-learn",
             "plotly", "sqlalchemy")
 
@@ -301,8 +302,9 @@ def importances(study: optuna.Study) -> tuple[dict[str, float] | None, str]:
     import warnings
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(complete) < 2:
-        return None, f"needs at least 2 completed trials, the study has {len(complete)}"
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
+        return None, (f"needs at least {MIN_TRIALS_FOR_IMPORTANCE} completed trials, the study has {len(complete)}; "
+                      "run more trials")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

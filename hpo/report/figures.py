@@ -30,6 +30,9 @@ class Plot:
     note: str = ""  # why there is no figure, or what to read in it
 
 
+SLICES_PER_ROW = 4
+
+
 def _try(key: str, title: str, make: Callable[[], Any], note: str = "") -> Plot:
     try:
         with warnings.catch_warnings():
@@ -37,7 +40,8 @@ def _try(key: str, title: str, make: Callable[[], Any], note: str = "") -> Plot:
             fig = make()
     except Exception as e:  # Optuna raises several types for studies it cannot plot; show why instead
         return Plot(key, title, None, f"not available: {' '.join(str(e).split())[:200]}")
-    fig.update_layout(template=TEMPLATE, margin=dict(l=60, r=30, t=50, b=50))
+    # width=None: fill the page (Optuna fixes some widths, e.g. 300 px per slice)
+    fig.update_layout(template=TEMPLATE, margin=dict(l=60, r=30, t=50, b=50), width=None, autosize=True)
     return Plot(key, title, fig, note)
 
 
@@ -49,21 +53,31 @@ def search_plots(study: optuna.Study, data: StudyData) -> list[Plot]:
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     imp = data.importances or {}
     top2 = list(imp)[:2]
-    plots = [
-        _try("history", "Optimization history", lambda: vis.plot_optimization_history(study),
-             "Each completed trial's validation accuracy and the best so far."),
-        _try("importances", "Hyper-parameter importances (fANOVA)",
-             lambda: vis.plot_param_importances(study, evaluator=evaluator),
-             "Share of the variance in validation accuracy each parameter explains; noisy with few trials."),
-        _try("parallel", "Parallel coordinates", lambda: vis.plot_parallel_coordinate(study)),
-        _try("slice", "Slices", lambda: vis.plot_slice(study), "Validation accuracy against each parameter."),
-    ]
+    plots = [_try("history", "Optimization history", lambda: vis.plot_optimization_history(study),
+                  "Each completed trial's validation accuracy and the best so far.")]
+    if data.importances is None:
+        plots.append(Plot("importances", "Hyper-parameter importances (fANOVA)", None,
+                          f"not available: {data.importance_note}"))
+    else:
+        plots.append(_try("importances", "Hyper-parameter importances (fANOVA)",
+                          lambda: vis.plot_param_importances(study, evaluator=evaluator),
+                          "Share of the variance in validation accuracy each parameter explains; "
+                          "noisy with few trials."))
+    plots.append(_try("parallel", "Parallel coordinates", lambda: vis.plot_parallel_coordinate(study)))
+    names = sorted({k for t in data.trials if t.state == "complete" for k in t.params})
+    chunks = [names[i:i + SLICES_PER_ROW] for i in range(0, len(names), SLICES_PER_ROW)] or [[]]
+    for i, chunk in enumerate(chunks, start=1):
+        part = f" ({i}/{len(chunks)})" if len(chunks) > 1 else ""
+        plots.append(_try(f"slice{i}", f"Slices{part}: {', '.join(chunk)}",
+                          lambda chunk=chunk: vis.plot_slice(study, params=chunk or None),
+                          "Validation accuracy against each parameter; darker dots are later trials."))
     if len(top2) == 2:
         plots.append(_try("contour", f"Contour of the two most important parameters: {top2[0]} × {top2[1]}",
                           lambda: vis.plot_contour(study, params=top2)))
     else:
+        why = data.importance_note or "only one parameter varies"
         plots.append(Plot("contour", "Contour of the two most important parameters", None,
-                          f"not available: needs importances of two parameters ({data.importance_note or 'one found'})"))
+                          f"not available: needs the importances of two parameters ({why})"))
     plots.append(_try("intermediate", "Intermediate values (pruning)", lambda: vis.plot_intermediate_values(study),
                       "Validation accuracy per epoch as reported to the pruner; pruned trials stop early."))
     return plots

@@ -84,6 +84,15 @@ def pct(value: float | None, digits: int = 2) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{100 * value:.{digits}f} %"
 
 
+def pvalue(p: float | None) -> str:
+    """``p = 0.154``, ``p = 2.0e-17``, or ``p < 1e-300`` where the exact binomial tail underflows."""
+    if p is None or not math.isfinite(p):
+        return "–"
+    if p == 0.0:
+        return "p < 1e-300"
+    return f"p = {p:.3f}" if p >= 1e-3 else f"p = {p:.1e}"
+
+
 def seconds(value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return "–"
@@ -160,8 +169,8 @@ def glance(data: StudyData, best: BestSummary | None, rows: Mapping[str, Sequenc
     for r in home_rows:
         if r.role == "reference" and r.measured and r.measured.n and ours and ours.measured:
             d = ours.measured.mean - r.measured.mean
-            p = min((m.p_value for m in r.mcnemar), default=None)
-            ps = f", McNemar p = {fmt(p, 2)}" if p is not None else ""
+            ps = f", McNemar {'; '.join(pvalue(m.p_value) for m in r.mcnemar)}" if r.mcnemar else ""
+            ps += " (one per seed)" if len(r.mcnemar) > 1 else ""
             lines.append(f"<li>{esc(r.label)}: {esc(pct(r.measured.mean))} ({esc(f'{100 * d:+.2f}')} points{esc(ps)})</li>")
     if lines:
         compare = f"<p>On {esc(DATASET_TITLES.get(home, home))}, best model vs references measured here:</p><ul>{''.join(lines)}</ul>"
@@ -375,7 +384,7 @@ def references_section(data: StudyData, retrain: RetrainData | None, rows: Mappi
                 ("not measured" if r.role != "published" else "–")
             delta = (f"{100 * (r.measured.mean - r.published):+.2f}" if r.measured and r.measured.n and r.published
                      else "–")
-            mc = "; ".join(f"b={m.only_a}, c={m.only_b}, p={fmt(m.p_value, 3)}" for m in r.mcnemar) or "–"
+            mc = "; ".join(f"b={m.only_a}, c={m.only_b}, {pvalue(m.p_value)}" for m in r.mcnemar) or "–"
             published = f"{pct(r.published)} (published, {r.published_by})" if r.published is not None else "–"
             trs.append([r.label, r.role, measured, published, delta, r.n_params, r.n_train, seconds(r.seconds), mc,
                         r.note])
