@@ -14,7 +14,7 @@ import json
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
-from hpo.report.collect import Flag, StudyData, TrialRow
+from hpo.report.collect import Flag, StudyData
 from hpo.report.compare import BestSummary, Row, describe
 from hpo.report.figures import Plot
 from hpo.report.retrain import RetrainData
