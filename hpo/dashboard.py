@@ -72,10 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def open_storage(url: str) -> Any:
     """A plain storage for reading (no heartbeat thread); the dashboard only reads and writes notes."""
-    from hpo.study import _journal_path, describe_storage
+    from hpo.study import describe_storage, storage_path
 
     if url.startswith("journal:"):
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(_journal_path(url))))
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage_path(url))))
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
@@ -88,11 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         from hpo import config
-        from hpo.study import check_storage_url, describe_storage
+        from hpo.study import check_storage_url, describe_storage, storage_path
 
         cfg = config.load_study(args.study).with_overrides(storage=args.storage, name=args.study_name)
         check_storage_url(cfg.storage, where="--storage")
-        if cfg.storage.startswith("sqlite") and not _sqlite_exists(cfg.storage):
+        path = storage_path(cfg.storage)
+        if path is not None and not path.exists():
             raise UserError(f"no study database at {describe_storage(cfg.storage)}; run `python -m hpo.run "
                             f"--study {args.study}` first or pass --storage")
         storage = open_storage(cfg.storage)
@@ -118,13 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     return 0
-
-
-def _sqlite_exists(url: str) -> bool:
-    from hpo.study import _sqlite_path
-
-    path = _sqlite_path(url)
-    return path is None or path.exists()
 
 
 if __name__ == "__main__":

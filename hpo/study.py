@@ -54,6 +54,15 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(db) if db and db != ":memory:" else None
 
 
+def storage_path(url: str) -> Path | None:
+    """The file behind a SQLite or journal storage URL; None for a server (PostgreSQL, MySQL)."""
+    if url.startswith("journal:"):
+        return _journal_path(url)
+    if url.startswith("sqlite"):
+        return _sqlite_path(url)
+    return None
+
+
 def check_storage_url(url: str, *, where: str) -> None:
     """Reject unknown schemes, unwritable paths and corrupt SQLite files before anything runs."""
     if url.startswith("journal:"):
@@ -352,7 +361,7 @@ class StudyLock:
         if self.url.startswith(("journal:", "sqlite")):
             import fcntl
 
-            path = _journal_path(self.url) if self.url.startswith("journal:") else _sqlite_path(self.url)
+            path = storage_path(self.url)
             if path is not None:
                 self._fh = open(f"{path}.lock", "a+")
                 fcntl.flock(self._fh, fcntl.LOCK_EX)

@@ -22,11 +22,7 @@ def open_existing_study(storage_url: str, name: str) -> optuna.Study:
     from hpo import study as study_mod
 
     where = study_mod.describe_storage(storage_url)
-    path = None
-    if storage_url.startswith("journal:"):
-        path = study_mod._journal_path(storage_url)
-    elif storage_url.startswith("sqlite"):
-        path = study_mod._sqlite_path(storage_url)
+    path = study_mod.storage_path(storage_url)
     if path is not None and not path.is_file():
         raise UserError(f"storage {where} does not exist; run `python -m hpo.run` first or pass "
                         "--storage pointing at the study's database")

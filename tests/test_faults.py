@@ -1,0 +1,197 @@
+"""Real processes, real servers, real faults (loopback only, bounded in time)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.conftest import ROOT, write_study
+
+pytestmark = pytest.mark.slow
+FAST_HEARTBEAT = {"HPO_HEARTBEAT_SECONDS": "2"}
+
+
+def _env(extra: dict | None = None) -> dict:
+    return {**os.environ, "HPO_OFFLINE": "1", **FAST_HEARTBEAT, **(extra or {})}
+
+
+def _start(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "hpo.run", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(env), cwd=ROOT)
+
+
+def _finish(p: subprocess.Popen, timeout: int = 600) -> tuple[int, str, str]:
+    out, err = p.communicate(timeout=timeout)
+    return p.returncode, out, err
+
+
+def _load(storage: str, name: str = "tiny") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _done(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
+
+
+def test_kill_9_mid_trial_then_rerun_recovers_exactly(tmp_path, data_dir):
+    study_file = write_study(tmp_path, n_trials=4)
+    storage = f"sqlite:///{tmp_path / 'tiny.db'}"
+    args = ["--study", str(study_file), "--data-dir", str(data_dir), "--epochs", "6"]
+    p = _start(*args)
+    deadline = time.time() + 300
+    victim = None
+    while time.time() < deadline and p.poll() is None:
+        try:
+            trials = _load(storage).get_trials()
+        except Exception:
+            trials = []
+        running = [t for t in trials if t.state.name == "RUNNING" and t.intermediate_values]
+        if any(t.state.name == "COMPLETE" for t in trials) and running:
+            victim = running[0]
+            break
+        time.sleep(0.1)
+    assert victim is not None, "never saw a trial mid-run (after its first epoch)"
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(timeout=30)
+    before = {t.number: (t.value, t.params, t.user_attrs) for t in _load(storage).get_trials()
+              if t.state.name == "COMPLETE"}
+    assert _load(storage).trials[victim.number].state.name == "RUNNING"  # the crash left it RUNNING
+
+    code, out, err = _finish(_start(*args))
+    assert code == 0, err
+    study = _load(storage)
+    after = {t.number: (t.value, t.params, t.user_attrs) for t in study.get_trials()}
+    for number, values in before.items():  # every completed trial is intact
+        assert after[number] == values
+    assert study.trials[victim.number].state.name == "FAIL"  # the stale trial was failed ...
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retries) == 1 and retries[0].params == victim.params  # ... and retried with its params
+    assert retries[0].state.name in ("COMPLETE", "PRUNED")
+    assert len(_done(study)) == 4  # exactly n_trials complete or pruned
+
+
+def test_four_workers_on_one_sqlite_study_record_every_trial_once(tmp_path, data_dir):
+    study_file = write_study(tmp_path, n_trials=40)
+    storage = f"sqlite:///{tmp_path / 'tiny.db'}"
+    code, out, err = _finish(_start("--study", str(study_file), "--data-dir", str(data_dir), "--epochs", "1",
+                                    "--max-train-samples", "100", "--n-workers", "4"), timeout=900)
+    assert code == 0, err
+    assert "starting 4 workers" in out
+    assert "database is locked" not in (out + err).lower()
+    study = _load(storage)
+    done = _done(study)
+    assert len(done) == 40 and len(study.trials) == 40
+    assert sorted(t.number for t in study.trials) == list(range(40))
+    assert all("history" in t.user_attrs for t in done)
+    lines = [l for l in out.splitlines() if l.startswith("trial ")]
+    assert sorted(int(l.split()[1]) for l in lines) == list(range(40))  # each reported exactly once
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        assert r.status == 200
+        return json.loads(r.read())
+
+
+def test_dashboard_serves_a_study_while_workers_write_to_it(tmp_path, data_dir):
+    study_file = write_study(tmp_path, n_trials=10)
+    storage = f"sqlite:///{tmp_path / 'tiny.db'}"
+    args = ["--study", str(study_file), "--data-dir", str(data_dir), "--epochs", "2", "--max-train-samples", "100"]
+    code, _, err = _finish(_start(*args, "--n-trials", "1"))  # the study must exist to be served
+    assert code == 0, err
+    port = _free_port()
+    dash = subprocess.Popen([sys.executable, "-m", "hpo.dashboard", "--study", str(study_file), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                summaries = _get_json(f"{base}/api/studies")["study_summaries"]
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"dashboard never answered: {dash.stderr.read() if dash.poll() is not None else ''}")
+        assert [s["study_name"] for s in summaries] == ["tiny"]
+        sid = summaries[0]["study_id"]
+        workers = _start(*args, "--n-workers", "2")
+        polls, seen = 0, set()
+        while workers.poll() is None:
+            detail = _get_json(f"{base}/api/studies/{sid}?after=0")
+            seen.add(len(detail["trials"]))
+            polls += 1
+            time.sleep(0.3)
+        out, err = workers.communicate()
+        assert workers.returncode == 0, err
+        detail = _get_json(f"{base}/api/studies/{sid}?after=0")
+        finished = [t for t in detail["trials"] if t["state"] in ("Complete", "Pruned")]
+        assert len(finished) == 10 and polls > 3 and len(seen) > 1  # it watched the study grow
+        # the full curves are visible in the dashboard: a note per trial, and the study figure
+        assert "val_accuracy" in detail["trials"][0]["note"]["body"]
+        assert any(g["id"] == "hpo-learning-curves" for g in detail["plotly_graph_objects"])
+        assert "database is locked" not in (out + err).lower()
+    finally:
+        dash.terminate()
+        dash.wait(timeout=30)
+    assert len(_done(_load(storage))) == 10
+
+
+def test_dashboard_binds_loopback_and_prints_the_url(tmp_path, data_dir):
+    study_file = write_study(tmp_path, n_trials=1)
+    optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tiny.db'}")
+    port = _free_port()
+    dash = subprocess.Popen([sys.executable, "-m", "hpo.dashboard", "--study", str(study_file), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    try:
+        first = dash.stdout.readline() + dash.stdout.readline()
+        assert f"http://127.0.0.1:{port}/dashboard/studies/1" in first
+        for _ in range(100):
+            try:
+                assert _get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"][0]["study_name"] == "tiny"
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("dashboard never answered")
+        out = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
+        assert f"127.0.0.1:{port}" in out and f"0.0.0.0:{port}" not in out
+    finally:
+        dash.terminate()
+        dash.wait(timeout=30)
+
+
+def test_postgres_three_workers_record_every_trial_once(tmp_path, data_dir):
+    url = os.environ.get("HPO_TEST_POSTGRES_URL")
+    if not url:
+        pytest.fail("HPO_TEST_POSTGRES_URL is not set: start PostgreSQL with `.ci/postgres.sh` and export its URL")
+    import sqlalchemy
+
+    try:
+        sqlalchemy.create_engine(url).connect().close()
+    except Exception as e:
+        pytest.fail(f"PostgreSQL at {url} is not reachable: {e}")
+    name = f"pg-{os.getpid()}-{int(time.time())}"
+    study_file = write_study(tmp_path, n_trials=12, name=name)
+    code, out, err = _finish(_start("--study", str(study_file), "--data-dir", str(data_dir), "--epochs", "1",
+                                    "--max-train-samples", "100", "--n-workers", "3", "--storage", url), timeout=900)
+    assert code == 0, err
+    study = optuna.load_study(study_name=name, storage=url)
+    assert len(_done(study)) == 12 and len(study.trials) == 12
+    assert sorted(t.number for t in study.trials) == list(range(12))
+    optuna.delete_study(study_name=name, storage=url)
