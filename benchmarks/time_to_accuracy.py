@@ -1,0 +1,207 @@
+"""Time to accuracy at an equal wall-clock budget, on real Fashion-MNIST.
+
+Searchers (each gets the same budget, one after the other, same data and split):
+  hpo           hpo's default fashion study (warm start, Hyperband pruning, early stopping)
+  tpe           Optuna TPE, no pruning, no warm start
+  random        Optuna random search, no pruning, no warm start
+  kt_hyperband  KerasTuner Hyperband on the same search space
+  kt_random     KerasTuner RandomSearch on the same search space
+
+Prints the best validation accuracy reached against time for each, then retrains each winner
+once and evaluates it on the test set (after the searches; no search reads the test set).
+Writes a plotly HTML plot and a markdown table.
+
+    python benchmarks/time_to_accuracy.py                  # 30 min per searcher (2.5 h in all)
+    python benchmarks/time_to_accuracy.py --budget 7200    # 2 h per searcher
+    python benchmarks/time_to_accuracy.py --budget 120 --max-train-samples 3000 --epochs 3   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SEARCHERS = ("hpo", "tpe", "random", "kt_hyperband", "kt_random")
+
+
+class _BudgetSpent(BaseException):
+    """Raised inside KerasTuner to leave its search loop when the wall-clock budget is spent."""
+
+
+def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path) -> dict:
+    import optuna
+
+    from hpo import study as study_mod
+    from hpo.config import Component
+
+    if name != "hpo":  # plain Optuna: no pruning, no warm start, the same objective and space
+        cfg = dataclasses.replace(cfg, sampler=Component("tpe" if name == "tpe" else "random", {}),
+                                  pruner=Component("none", {}), warm_start=())
+    cfg = dataclasses.replace(cfg, name=f"tta-{name}", storage=f"sqlite:///{out_dir / (name + '.db')}",
+                              budget=dataclasses.replace(cfg.budget, n_trials=10_000, timeout=budget))
+    from hpo.objective import Objective
+
+    study = study_mod.open_study(cfg)
+    t0 = time.time()
+    study_mod.work(study, Objective(cfg, splits), cfg, progress=False)
+    curve, best = [], 0.0
+    for t in sorted(study.trials, key=lambda t: t.datetime_complete or t.datetime_start):
+        if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None:
+            best = max(best, t.value)
+            curve.append(((t.datetime_complete.timestamp() - t0), best))
+    winner = study.best_trial
+    return {"curve": curve, "best_val": best, "params": dict(winner.params), "n_trials": len(study.trials)}
+
+
+def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path) -> dict:
+    import keras
+    import keras_tuner as kt
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from hpo.objective import DEFAULTS, TRAINING_PARAMS, datasets, make_optimizer
+    from hpo import models
+
+    def build(hp):
+        params = {}
+        for p in cfg.space.params:
+            if not p.active(params):
+                continue
+            d = p.distribution
+            if isinstance(d, FloatDistribution):
+                params[p.name] = hp.Float(p.name, d.low, d.high, sampling="log" if d.log else "linear")
+            elif isinstance(d, IntDistribution):
+                params[p.name] = hp.Int(p.name, d.low, d.high, sampling="log" if d.log else "linear")
+            elif isinstance(d, CategoricalDistribution):
+                params[p.name] = hp.Choice(p.name, list(d.choices))
+        p = {**DEFAULTS, **params}
+        model = models.build(cfg.model, splits.input_shape, splits.num_classes,
+                             **{k: v for k, v in p.items() if k not in TRAINING_PARAMS})
+        model.compile(optimizer=make_optimizer(p["optimizer"], p["learning_rate"], momentum=p.get("momentum"),
+                                               clipnorm=p.get("clipnorm")),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    t0 = time.time()
+    deadline = t0 + budget
+    curve: list[tuple[float, float]] = []
+
+    class Deadline(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if time.time() > deadline:
+                raise _BudgetSpent()
+
+    class Tuner(kt.Hyperband if name == "kt_hyperband" else kt.RandomSearch):
+        def run_trial(self, trial, *args, **kwargs):
+            bs = trial.hyperparameters.values.get("batch_size", 32)
+            train_ds, val_ds = datasets(splits, int(bs), seed=0)
+            kwargs.update(x=train_ds, validation_data=val_ds)
+            kwargs.pop("batch_size", None)
+            return super().run_trial(trial, *args, **kwargs)
+
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)
+            best = self.oracle.get_best_trials(1)
+            if best and best[0].score is not None:
+                curve.append((time.time() - t0, float(best[0].score)))
+
+    common = dict(objective="val_accuracy", overwrite=True, directory=str(out_dir), project_name=name, seed=cfg.seed)
+    if name == "kt_hyperband":
+        tuner = Tuner(build, max_epochs=cfg.budget.epochs, factor=3, **common)
+    else:
+        tuner = Tuner(build, max_trials=10_000, **common)
+    es = keras.callbacks.EarlyStopping(monitor=cfg.early_stopping.monitor, patience=cfg.early_stopping.patience,
+                                       restore_best_weights=cfg.early_stopping.restore_best_weights)
+    try:
+        tuner.search(epochs=cfg.budget.epochs, callbacks=[es, Deadline()], verbose=0)
+    except _BudgetSpent:
+        pass
+    best_trials = tuner.oracle.get_best_trials(1)
+    params = dict(best_trials[0].hyperparameters.values) if best_trials else {}
+    return {"curve": curve, "best_val": max((c[1] for c in curve), default=0.0), "params": params,
+            "n_trials": len(tuner.oracle.trials)}
+
+
+def retrain_and_test(cfg, splits, params: dict, epochs: int, seed: int) -> float:
+    from hpo import data
+    from hpo.objective import release, train
+
+    result = train(cfg.model, params, splits, epochs=epochs, seed=seed, early_stopping=cfg.early_stopping,
+                   measure_latency=False)
+    x_test, y_test, _ = data.load_test(cfg.dataset, data_dir=cfg.data.data_dir, normalization=cfg.data.normalization,
+                                       mean=splits.mean, std=splits.std)
+    _, acc = result.model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
+    result.model = None
+    release()
+    return float(acc)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--budget", type=float, default=1800, help="seconds of search per searcher (default 30 min)")
+    ap.add_argument("--searchers", default=",".join(SEARCHERS))
+    ap.add_argument("--study", default="fashion")
+    ap.add_argument("--epochs", type=int, help="max epochs per trial (default: the study's)")
+    ap.add_argument("--max-train-samples", type=int)
+    ap.add_argument("--retrain-epochs", type=int, help="epochs when retraining each winner (default: --epochs)")
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args()
+
+    from hpo import config, data
+    from hpo.objective import configure_tensorflow
+
+    configure_tensorflow()
+    cfg = config.load_study(args.study).with_overrides(epochs=args.epochs, max_train_samples=args.max_train_samples)
+    splits = data.load_splits(cfg.dataset, data_dir=cfg.data.data_dir, val_fraction=cfg.data.val_fraction,
+                              seed=cfg.seed, normalization=cfg.data.normalization,
+                              max_train_samples=cfg.data.max_train_samples)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.searchers.split(","):
+            print(f"== {name}: {args.budget:.0f}s budget", flush=True)
+            runner = run_optuna if name in ("hpo", "tpe", "random") else run_kerastuner
+            results[name] = runner(name, cfg, splits, args.budget, Path(tmp))
+            r = results[name]
+            print(f"   {r['n_trials']} trials, best val {r['best_val']:.4f}", flush=True)
+    for name, r in results.items():
+        if r["params"]:
+            r["test_acc"] = retrain_and_test(cfg, splits, r["params"], args.retrain_epochs or cfg.budget.epochs,
+                                             seed=cfg.seed)
+        print(f"   {name}: winner retrained once, test accuracy {r.get('test_acc', float('nan')):.4f}", flush=True)
+
+    checkpoints = [args.budget * f for f in (0.25, 0.5, 0.75, 1.0)]
+    header = "| searcher | trials | " + " | ".join(f"best val @ {c / 60:.1f} min" for c in checkpoints) + \
+             " | winner test acc (retrained once) |"
+    lines = [header, "|" + "---|" * (len(checkpoints) + 3)]
+    for name, r in results.items():
+        at = [max((v for t, v in r["curve"] if t <= c), default=float("nan")) for c in checkpoints]
+        lines.append(f"| {name} | {r['n_trials']} | " + " | ".join(f"{v:.4f}" for v in at) +
+                     f" | {r.get('test_acc', float('nan')):.4f} |")
+    table = "\n".join(lines)
+    print(table)
+    meta = (f"Fashion-MNIST, {len(splits.y_train)} train / {len(splits.y_val)} val images, "
+            f"budget {args.budget:.0f}s per searcher, max {cfg.budget.epochs} epochs per trial")
+    (out / "time_to_accuracy.md").write_text(f"{meta}\n\n{table}\n")
+    (out / "time_to_accuracy.json").write_text(json.dumps(results, indent=1, default=str))
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, r in results.items():
+        fig.add_scatter(x=[t / 60 for t, _ in r["curve"]], y=[v for _, v in r["curve"]], mode="lines+markers",
+                        line_shape="hv", name=name)
+    fig.update_layout(title=f"Best validation accuracy against time ({meta})", xaxis_title="minutes",
+                      yaxis_title="best validation accuracy")
+    fig.write_html(out / "time_to_accuracy.html", include_plotlyjs=True)
+    print(f"wrote {out / 'time_to_accuracy.md'}, {out / 'time_to_accuracy.html'}")
+
+
+if __name__ == "__main__":
+    main()
