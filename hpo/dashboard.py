@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 
-from hpo.errors import UserError
+from hpo.errors import OneLineParser, UserError
 
 CURVES_FIGURE_ID = "hpo-learning-curves"
 
@@ -59,9 +59,7 @@ def publish_study_curves(study: optuna.Study) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hpo.run import _OneLineParser
-
-    p = _OneLineParser(prog="python -m hpo.dashboard", description="Browse a study in optuna-dashboard.")
+    p = OneLineParser(prog="python -m hpo.dashboard", description="Browse a study in optuna-dashboard.")
     p.add_argument("--study", default="fashion", help="a name from studies/ or a path to a study .toml")
     p.add_argument("--storage", help="override the study file's storage URL")
     p.add_argument("--study-name", help="the study's name inside the storage")

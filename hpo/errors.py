@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 
 class UserError(Exception):
     """Bad input: a file, key or value that is wrong, with how to fix it, in one line."""
@@ -11,3 +13,10 @@ class UserError(Exception):
 
 def choices_hint(name: str, value: object, choices: object) -> str:
     return f"unknown {name} {value!r}; choose one of: {', '.join(sorted(map(str, choices)))}"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad flags are bad input too: one line and exit 2, not a usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")

@@ -5,18 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hpo.errors import UserError
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Bad flags are bad input: one line and exit 2, not a usage block."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+from hpo.errors import OneLineParser, UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _OneLineParser(
+    p = OneLineParser(
         prog="python -m hpo.run",
         description="Run (or resume) a hyper-parameter study. Flags override the study file.")
     p.add_argument("--study", default="fashion", help="a name from studies/ or a path to a study .toml (default: fashion)")

@@ -5,18 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hpo.errors import UserError
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Bad flags are bad input: one line and exit 2, not a usage block."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+from hpo.errors import OneLineParser, UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _OneLineParser(
+    p = OneLineParser(
         prog="python -m hpo.report",
         description="Build one self-contained HTML report for a study: the search, the best trial retrained "
                     "with several seeds and evaluated on the test set, and the reference models.")
