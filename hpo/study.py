@@ -446,10 +446,11 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
                 waiting = sum(t.state == TrialState.WAITING for t in trials)
                 if done >= n:
                     break
-                missing = n - done - running - waiting
-                for _ in range(max(0, missing)):
+                # Reserve one more trial only while the queue is empty and the budget has room.
+                if waiting == 0 and done + running < n:
                     study.enqueue_trial({})
-                if waiting + max(0, missing) > 0:
+                    waiting = 1
+                if waiting:
                     # Still holding the lock: ask() inside optimize pops a reserved trial, never a new one.
                     study.optimize(reserved_objective, n_trials=1, callbacks=[on_trial], catch=(TrainingDiverged,))
                     continue
