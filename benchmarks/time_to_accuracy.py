@@ -123,7 +123,11 @@ def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path) -> dict
     except _BudgetSpent:
         pass
     best_trials = tuner.oracle.get_best_trials(1)
-    params = dict(best_trials[0].hyperparameters.values) if best_trials else {}
+    values = dict(best_trials[0].hyperparameters.values) if best_trials else {}
+    params: dict = {}
+    for p in cfg.space.params:  # drop KerasTuner's own entries (tuner/epochs, ...) and inactive ones
+        if p.name in values and p.active(params):
+            params[p.name] = values[p.name]
     return {"curve": curve, "best_val": max((c[1] for c in curve), default=0.0), "params": params,
             "n_trials": len(tuner.oracle.trials)}
 

@@ -273,6 +273,11 @@ def run(cfg: Any, *, verbose: bool = False, n_workers: int = 1, worker: bool = F
     from hpo.objective import Objective, configure_tensorflow
 
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    if not verbose:  # heartbeat options are flagged experimental/deprecated across Optuna 4-5: noise for users
+        import warnings
+
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
     # Data first: a missing dataset is reported before TensorFlow starts or any storage is touched.
     splits = data.load_splits(cfg.dataset, data_dir=cfg.data.data_dir, val_fraction=cfg.data.val_fraction,
                               seed=cfg.seed, normalization=cfg.data.normalization,
