@@ -100,9 +100,9 @@ def _callback_class():
     class Monitor(keras.callbacks.Callback):
         """Times epochs, reports val accuracy to Optuna, prunes, and stops on a non-finite loss."""
 
-        def __init__(self, trial: optuna.trial.BaseTrial | None, n_train: int):
+        def __init__(self, trial: optuna.trial.BaseTrial | None, n_train: int, epochs: int):
             super().__init__()
-            self.trial, self.n_train = trial, n_train
+            self.trial, self.n_train, self.epochs = trial, n_train, epochs
             self.epoch_seconds: list[float] = []
             self.train_seconds: list[float] = []
             self.stop_reason = "completed"
@@ -125,7 +125,8 @@ def _callback_class():
                 return
             if self.trial is not None:
                 self.trial.report(float(logs["val_accuracy"]), step=epoch + 1)
-                if self.trial.should_prune():
+                # After the last epoch the training is paid for: keep the result rather than prune it.
+                if epoch + 1 < self.epochs and self.trial.should_prune():
                     self.stop_reason = "pruned"
                     self.model.stop_training = True
 
@@ -157,7 +158,7 @@ def train(model_name: str, params: Mapping[str, Any], splits: Splits, *, epochs:
     model.compile(optimizer=make_optimizer(p["optimizer"], float(p["learning_rate"]),
                                            momentum=p.get("momentum"), clipnorm=p.get("clipnorm")),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    monitor = _callback_class()(trial, len(splits.y_train))
+    monitor = _callback_class()(trial, len(splits.y_train), epochs)
     callbacks: list = [monitor]
     es_cb = None
     if early_stopping is not None and early_stopping.enabled:
