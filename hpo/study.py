@@ -417,10 +417,16 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
                dynamic_ncols=True, disable=not progress or (not sys.stderr.isatty() and os.environ.get("HPO_PROGRESS") != "1"))
     started, failures = time.time(), 0
 
+    def say(line: str) -> None:
+        # One write per line: workers share the parent's stdout, and tqdm.write's two writes
+        # (text, then newline) interleave between processes when stdout is unbuffered.
+        with tqdm.external_write_mode(file=out):  # clears and redraws the bar around the line
+            out.write(line + "\n")
+            out.flush()
+
     def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal failures
-        bar.write(trial_line(trial), file=out)
-        out.flush()
+        say(trial_line(trial))
         if trial.state in DONE_STATES:
             bar.update(1)
         elif trial.state == TrialState.FAIL:
@@ -436,10 +442,10 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
     try:
         while True:
             if deadline and time.time() >= deadline:
-                bar.write(f"timeout: {cfg.budget.timeout:.0f}s reached; rerun the same command to continue", file=out)
+                say(f"timeout: {cfg.budget.timeout:.0f}s reached; rerun the same command to continue")
                 break
             if failures > max(3, n):
-                bar.write(f"stopping: {failures} trials failed in this run; see the reasons above", file=out)
+                say(f"stopping: {failures} trials failed in this run; see the reasons above")
                 break
             if heartbeat:
                 optuna.storages.fail_stale_trials(study)  # fails a crashed trial, re-queues a copy as WAITING
