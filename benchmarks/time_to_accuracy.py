@@ -1,6 +1,7 @@
 """Time to accuracy at an equal wall-clock budget, on real Fashion-MNIST.
 
-Searchers (each gets the same budget, one after the other, same data and split):
+Searchers (each gets the same budget, one after the other or all at once with --parallel; same data
+and split; a trial still running at the deadline is cut and not counted):
   hpo           hpo's default fashion study (warm start, Hyperband pruning, early stopping)
   tpe           Optuna TPE, no pruning, no warm start
   random        Optuna random search, no pruning, no warm start
@@ -13,14 +14,19 @@ Writes a plotly HTML plot and a markdown table.
 
     python benchmarks/time_to_accuracy.py                  # 30 min per searcher (2.5 h in all)
     python benchmarks/time_to_accuracy.py --budget 7200    # 2 h per searcher
+    python benchmarks/time_to_accuracy.py --parallel       # all five at once, 1 thread each (noise-fair)
     python benchmarks/time_to_accuracy.py --budget 120 --max-train-samples 3000 --epochs 3   # smoke
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,14 +56,36 @@ def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path) -> dict:
 
     study = study_mod.open_study(cfg)
     t0 = time.time()
-    study_mod.work(study, Objective(cfg, splits), cfg, progress=False)
-    curve, best = [], 0.0
-    for t in sorted(study.trials, key=lambda t: t.datetime_complete or t.datetime_start):
-        if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None:
-            best = max(best, t.value)
-            curve.append(((t.datetime_complete.timestamp() - t0), best))
-    winner = study.best_trial
-    return {"curve": curve, "best_val": best, "params": dict(winner.params), "n_trials": len(study.trials)}
+    with _alarm(budget):  # cuts the trial that is still running at the deadline, as KerasTuner's is cut
+        try:
+            study_mod.work(study, Objective(cfg, splits), cfg, progress=False, out=sys.stderr)
+        except _BudgetSpent:
+            pass
+    curve, best, winner = [], 0.0, None
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
+                and t.datetime_complete.timestamp() - t0 <= budget]
+    for t in sorted(finished, key=lambda t: t.datetime_complete):
+        if t.value > best:
+            best, winner = t.value, t
+        curve.append(((t.datetime_complete.timestamp() - t0), best))
+    states = {s.name.lower(): sum(t.state == s for t in study.trials) for s in optuna.trial.TrialState}
+    return {"curve": curve, "best_val": best, "params": dict(winner.params) if winner else {},
+            "n_trials": len(study.trials), "states": {k: v for k, v in states.items() if v}}
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float):
+    """Raise ``_BudgetSpent`` in the main thread after ``seconds`` (between two training steps)."""
+    def ring(signum, frame):
+        raise _BudgetSpent()
+
+    old = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path) -> dict:
@@ -122,8 +150,8 @@ def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path) -> dict
         tuner.search(epochs=cfg.budget.epochs, callbacks=[es, Deadline()], verbose=0)
     except _BudgetSpent:
         pass
-    best_trials = tuner.oracle.get_best_trials(1)
-    values = dict(best_trials[0].hyperparameters.values) if best_trials else {}
+    best_trials = tuner.oracle.get_best_trials(1)  # only a trial finished within the budget counts
+    values = dict(best_trials[0].hyperparameters.values) if best_trials and curve else {}
     params: dict = {}
     for p in cfg.space.params:  # drop KerasTuner's own entries (tuner/epochs, ...) and inactive ones
         if p.name in values and p.active(params):
@@ -146,6 +174,35 @@ def retrain_and_test(cfg, splits, params: dict, epochs: int, seed: int) -> float
     return float(acc)
 
 
+def run_lane(name: str, args, tmp: Path) -> dict:
+    """One searcher: search for ``args.budget`` seconds, then retrain its winner once and test it."""
+    from hpo import config, data
+    from hpo.objective import configure_tensorflow
+
+    configure_tensorflow(threads=args.threads)
+    cfg = _config(args)
+    splits = data.load_splits(cfg.dataset, data_dir=cfg.data.data_dir, val_fraction=cfg.data.val_fraction,
+                              seed=cfg.seed, normalization=cfg.data.normalization,
+                              max_train_samples=cfg.data.max_train_samples)
+    print(f"== {name}: {args.budget:.0f}s budget, {args.threads or os.cpu_count()} TensorFlow threads", flush=True)
+    runner = run_optuna if name in ("hpo", "tpe", "random") else run_kerastuner
+    r = runner(name, cfg, splits, args.budget, tmp)
+    print(f"   {name}: {r['n_trials']} trials, best val {r['best_val']:.4f}; retraining its winner", flush=True)
+    t = time.time()
+    r["test_acc"] = retrain_and_test(cfg, splits, r["params"], args.retrain_epochs or cfg.budget.epochs,
+                                     seed=cfg.seed) if r["params"] else float("nan")
+    r["retrain_seconds"] = time.time() - t
+    print(f"   {name}: winner retrained once, test accuracy {r['test_acc']:.4f}", flush=True)
+    r["n_train"], r["n_val"], r["epochs"] = len(splits.y_train), len(splits.y_val), cfg.budget.epochs
+    return r
+
+
+def _config(args):
+    from hpo import config
+
+    return config.load_study(args.study).with_overrides(epochs=args.epochs, max_train_samples=args.max_train_samples)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", type=float, default=1800, help="seconds of search per searcher (default 30 min)")
@@ -154,32 +211,39 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, help="max epochs per trial (default: the study's)")
     ap.add_argument("--max-train-samples", type=int)
     ap.add_argument("--retrain-epochs", type=int, help="epochs when retraining each winner (default: --epochs)")
+    ap.add_argument("--parallel", action="store_true",
+                    help="run all searchers at once, one process each (default --threads 1): the same wall clock "
+                         "under the same machine load, so noise hits them alike")
+    ap.add_argument("--threads", type=int, help="TensorFlow threads per searcher (default: all cores; 1 with --parallel)")
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--lane-json", help=argparse.SUPPRESS)  # internal: a --parallel child writes its result here
     args = ap.parse_args()
-
-    from hpo import config, data
-    from hpo.objective import configure_tensorflow
-
-    configure_tensorflow()
-    cfg = config.load_study(args.study).with_overrides(epochs=args.epochs, max_train_samples=args.max_train_samples)
-    splits = data.load_splits(cfg.dataset, data_dir=cfg.data.data_dir, val_fraction=cfg.data.val_fraction,
-                              seed=cfg.seed, normalization=cfg.data.normalization,
-                              max_train_samples=cfg.data.max_train_samples)
+    if args.threads is None:
+        args.threads = 1 if args.parallel else 0
+    names = args.searchers.split(",")
+    unknown = [n for n in names if n not in SEARCHERS]
+    if unknown:
+        ap.error(f"unknown searcher {unknown[0]!r}; choose from {', '.join(SEARCHERS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.searchers.split(","):
-            print(f"== {name}: {args.budget:.0f}s budget", flush=True)
-            runner = run_optuna if name in ("hpo", "tpe", "random") else run_kerastuner
-            results[name] = runner(name, cfg, splits, args.budget, Path(tmp))
-            r = results[name]
-            print(f"   {r['n_trials']} trials, best val {r['best_val']:.4f}", flush=True)
-    for name, r in results.items():
-        if r["params"]:
-            r["test_acc"] = retrain_and_test(cfg, splits, r["params"], args.retrain_epochs or cfg.budget.epochs,
-                                             seed=cfg.seed)
-        print(f"   {name}: winner retrained once, test accuracy {r.get('test_acc', float('nan')):.4f}", flush=True)
+        if args.lane_json:
+            Path(args.lane_json).write_text(json.dumps(run_lane(names[0], args, Path(tmp)), default=str))
+            return
+        if args.parallel:
+            argv = _drop(sys.argv[1:], ("--searchers", "--parallel", "--threads"))
+            procs = {n: subprocess.Popen([sys.executable, __file__, *argv, "--searchers", n, "--threads",
+                                          str(args.threads), "--lane-json", str(Path(tmp) / f"{n}.json")])
+                     for n in names}
+            for n, p in procs.items():
+                if p.wait() != 0:
+                    sys.exit(f"searcher {n} failed (exit {p.returncode})")
+                results[n] = json.loads((Path(tmp) / f"{n}.json").read_text())
+        else:
+            for n in names:
+                results[n] = run_lane(n, args, Path(tmp))
 
     checkpoints = [args.budget * f for f in (0.25, 0.5, 0.75, 1.0)]
     header = "| searcher | trials | " + " | ".join(f"best val @ {c / 60:.1f} min" for c in checkpoints) + \
@@ -187,12 +251,16 @@ def main() -> None:
     lines = [header, "|" + "---|" * (len(checkpoints) + 3)]
     for name, r in results.items():
         at = [max((v for t, v in r["curve"] if t <= c), default=float("nan")) for c in checkpoints]
-        lines.append(f"| {name} | {r['n_trials']} | " + " | ".join(f"{v:.4f}" for v in at) +
-                     f" | {r.get('test_acc', float('nan')):.4f} |")
+        states = ", ".join(f"{v} {k}" for k, v in r.get("states", {}).items())
+        lines.append(f"| {name} | {r['n_trials']}{f' ({states})' if states else ''} | " +
+                     " | ".join(f"{v:.4f}" for v in at) + f" | {r.get('test_acc', float('nan')):.4f} |")
     table = "\n".join(lines)
     print(table)
-    meta = (f"Fashion-MNIST, {len(splits.y_train)} train / {len(splits.y_val)} val images, "
-            f"budget {args.budget:.0f}s per searcher, max {cfg.budget.epochs} epochs per trial")
+    first = next(iter(results.values()))
+    layout = (f"all {len(results)} at once, {args.threads} TensorFlow thread(s) each" if args.parallel
+              else f"one after another, {args.threads or os.cpu_count()} TensorFlow threads")
+    meta = (f"Fashion-MNIST, {first['n_train']} train / {first['n_val']} val images, budget {args.budget:.0f}s "
+            f"per searcher ({layout}, {os.cpu_count()} cores), max {first['epochs']} epochs per trial")
     (out / "time_to_accuracy.md").write_text(f"{meta}\n\n{table}\n")
     (out / "time_to_accuracy.json").write_text(json.dumps(results, indent=1, default=str))
     import plotly.graph_objects as go
@@ -201,10 +269,23 @@ def main() -> None:
     for name, r in results.items():
         fig.add_scatter(x=[t / 60 for t, _ in r["curve"]], y=[v for _, v in r["curve"]], mode="lines+markers",
                         line_shape="hv", name=name)
-    fig.update_layout(title=f"Best validation accuracy against time ({meta})", xaxis_title="minutes",
+    fig.update_layout(title=f"Best validation accuracy against time<br><sup>{meta}</sup>", xaxis_title="minutes",
                       yaxis_title="best validation accuracy")
     fig.write_html(out / "time_to_accuracy.html", include_plotlyjs=True)
     print(f"wrote {out / 'time_to_accuracy.md'}, {out / 'time_to_accuracy.html'}")
+
+
+def _drop(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """``argv`` without ``flags`` (and their values; --parallel takes none)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in flags:
+            skip = a != "--parallel"
+        elif not a.startswith(tuple(f + "=" for f in flags)):
+            out.append(a)
+    return out
 
 
 if __name__ == "__main__":
