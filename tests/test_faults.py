@@ -84,7 +84,8 @@ def test_four_workers_on_one_sqlite_study_record_every_trial_once(tmp_path, data
     study_file = write_study(tmp_path, n_trials=40)
     storage = f"sqlite:///{tmp_path / 'tiny.db'}"
     code, out, err = _finish(_start("--study", str(study_file), "--data-dir", str(data_dir), "--epochs", "1",
-                                    "--max-train-samples", "100", "--n-workers", "4"), timeout=900)
+                                    "--max-train-samples", "100", "--n-workers", "4",
+                                    env={"PYTHONUNBUFFERED": "1"}), timeout=900)  # unbuffered: lines must not mix
     assert code == 0, err
     assert "starting 4 workers" in out
     assert "database is locked" not in (out + err).lower()
