@@ -176,7 +176,7 @@ def retrain_and_test(cfg, splits, params: dict, epochs: int, seed: int) -> float
 
 def run_lane(name: str, args, tmp: Path) -> dict:
     """One searcher: search for ``args.budget`` seconds, then retrain its winner once and test it."""
-    from hpo import config, data
+    from hpo import data
     from hpo.objective import configure_tensorflow
 
     configure_tensorflow(threads=args.threads)
