@@ -38,7 +38,7 @@ SEARCHERS = ("hpo", "tpe", "random", "kt_hyperband", "kt_random")
 
 
 class _BudgetSpent(BaseException):
-    """Raised inside KerasTuner to leave its search loop when the wall-clock budget is spent."""
+    """Raised by the budget alarm; a BaseException so that neither Optuna nor KerasTuner records it as a failed trial."""
 
 
 def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path) -> dict:
@@ -56,7 +56,7 @@ def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path) -> dict:
 
     study = study_mod.open_study(cfg)
     t0 = time.time()
-    with _alarm(budget):  # cuts the trial that is still running at the deadline, as KerasTuner's is cut
+    with _alarm(budget):  # cuts the trial that is still running at the deadline
         try:
             study_mod.work(study, Objective(cfg, splits), cfg, progress=False, out=sys.stderr)
         except _BudgetSpent:
@@ -68,9 +68,8 @@ def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path) -> dict:
         if t.value > best:
             best, winner = t.value, t
         curve.append(((t.datetime_complete.timestamp() - t0), best))
-    states = {s.name.lower(): sum(t.state == s for t in study.trials) for s in optuna.trial.TrialState}
     return {"curve": curve, "best_val": best, "params": dict(winner.params) if winner else {},
-            "n_trials": len(study.trials), "states": {k: v for k, v in states.items() if v}}
+            "n_trials": len(study.trials), "states": study_mod.state_counts(study.trials)}
 
 
 @contextlib.contextmanager
@@ -117,13 +116,7 @@ def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path) -> dict
         return model
 
     t0 = time.time()
-    deadline = t0 + budget
     curve: list[tuple[float, float]] = []
-
-    class Deadline(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if time.time() > deadline:
-                raise _BudgetSpent()
 
     class Tuner(kt.Hyperband if name == "kt_hyperband" else kt.RandomSearch):
         def run_trial(self, trial, *args, **kwargs):
@@ -146,10 +139,11 @@ def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path) -> dict
         tuner = Tuner(build, max_trials=10_000, **common)
     es = keras.callbacks.EarlyStopping(monitor=cfg.early_stopping.monitor, patience=cfg.early_stopping.patience,
                                        restore_best_weights=cfg.early_stopping.restore_best_weights)
-    try:
-        tuner.search(epochs=cfg.budget.epochs, callbacks=[es, Deadline()], verbose=0)
-    except _BudgetSpent:
-        pass
+    with _alarm(budget):  # the same cut as for the Optuna searchers
+        try:
+            tuner.search(epochs=cfg.budget.epochs, callbacks=[es], verbose=0)
+        except _BudgetSpent:
+            pass
     best_trials = tuner.oracle.get_best_trials(1)  # only a trial finished within the budget counts
     values = dict(best_trials[0].hyperparameters.values) if best_trials and curve else {}
     params: dict = {}
@@ -176,11 +170,11 @@ def retrain_and_test(cfg, splits, params: dict, epochs: int, seed: int) -> float
 
 def run_lane(name: str, args, tmp: Path) -> dict:
     """One searcher: search for ``args.budget`` seconds, then retrain its winner once and test it."""
-    from hpo import data
+    from hpo import config, data
     from hpo.objective import configure_tensorflow
 
     configure_tensorflow(threads=args.threads)
-    cfg = _config(args)
+    cfg = config.load_study(args.study).with_overrides(epochs=args.epochs, max_train_samples=args.max_train_samples)
     splits = data.load_splits(cfg.dataset, data_dir=cfg.data.data_dir, val_fraction=cfg.data.val_fraction,
                               seed=cfg.seed, normalization=cfg.data.normalization,
                               max_train_samples=cfg.data.max_train_samples)
@@ -197,12 +191,6 @@ def run_lane(name: str, args, tmp: Path) -> dict:
     r["retrain_seconds"] = time.time() - t
     print(f"   {name}: winner retrained once, test accuracy {r['test_acc']:.4f}", flush=True)
     return r
-
-
-def _config(args):
-    from hpo import config
-
-    return config.load_study(args.study).with_overrides(epochs=args.epochs, max_train_samples=args.max_train_samples)
 
 
 def main() -> None:
@@ -235,7 +223,9 @@ def main() -> None:
             Path(args.lane_json).write_text(json.dumps(run_lane(names[0], args, Path(tmp)), default=str))
             return
         if args.parallel:
-            argv = _drop(sys.argv[1:], ("--searchers", "--parallel", "--threads"))
+            from hpo.study import _drop_flag
+
+            argv = _drop_flag(_drop_flag([a for a in sys.argv[1:] if a != "--parallel"], "--searchers"), "--threads")
             procs = {n: subprocess.Popen([sys.executable, __file__, *argv, "--searchers", n, "--threads",
                                           str(args.threads), "--lane-json", str(Path(tmp) / f"{n}.json")])
                      for n in names}
@@ -278,19 +268,6 @@ def main() -> None:
                       yaxis_title="best validation accuracy")
     fig.write_html(out / "time_to_accuracy.html", include_plotlyjs=True)
     print(f"wrote {out / 'time_to_accuracy.md'}, {out / 'time_to_accuracy.html'}")
-
-
-def _drop(argv: list[str], flags: tuple[str, ...]) -> list[str]:
-    """``argv`` without ``flags`` (and their values; --parallel takes none)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in flags:
-            skip = a != "--parallel"
-        elif not a.startswith(tuple(f + "=" for f in flags)):
-            out.append(a)
-    return out
 
 
 if __name__ == "__main__":

@@ -475,11 +475,16 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
     print(f"ran for {time.time() - started:.0f}s", file=out)
 
 
+def state_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    """``{"complete": 3, "pruned": 2, ...}``: how many trials are in each state (empty states left out)."""
+    by_state = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    return {s: n for s, n in by_state.items() if n}
+
+
 def print_summary(study: optuna.Study, cfg: Any, *, out=None) -> None:
     out = out or sys.stdout
     trials = study.get_trials(deepcopy=False)
-    by_state = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
-    counts = ", ".join(f"{n} {s}" for s, n in by_state.items() if n)
+    counts = ", ".join(f"{n} {s}" for s, n in state_counts(trials).items())
     print(f"trials: {counts or 'none'}", file=out)
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
     if completed:
