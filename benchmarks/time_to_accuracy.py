@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -110,8 +111,10 @@ def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path) -> dict
         p = {**DEFAULTS, **params}
         model = models.build(cfg.model, splits.input_shape, splits.num_classes,
                              **{k: v for k, v in p.items() if k not in TRAINING_PARAMS})
+        steps = cfg.budget.epochs * math.ceil(len(splits.y_train) / int(p["batch_size"]))
         model.compile(optimizer=make_optimizer(p["optimizer"], p["learning_rate"], momentum=p.get("momentum"),
-                                               clipnorm=p.get("clipnorm")),
+                                               clipnorm=p.get("clipnorm"), lr_schedule=p["lr_schedule"],
+                                               decay_steps=steps),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return model
 

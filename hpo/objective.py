@@ -21,8 +21,8 @@ from hpo import models
 from hpo.data import Splits
 
 # Parameters consumed by training rather than by the model builder.
-TRAINING_PARAMS = {"learning_rate", "batch_size", "optimizer", "momentum", "clipnorm"}
-DEFAULTS = {"learning_rate": 1e-3, "batch_size": 32, "optimizer": "adam"}
+TRAINING_PARAMS = {"learning_rate", "batch_size", "optimizer", "momentum", "clipnorm", "lr_schedule"}
+DEFAULTS = {"learning_rate": 1e-3, "batch_size": 32, "optimizer": "adam", "lr_schedule": "constant"}
 VAL_BATCH = 1024
 
 
@@ -64,10 +64,19 @@ def configure_tensorflow(*, threads: int = 0, verbose: bool = False) -> None:
 
 
 def make_optimizer(name: str, learning_rate: float, *, momentum: float | None = None,
-                   clipnorm: float | None = None):
+                   clipnorm: float | None = None, lr_schedule: str = "constant", decay_steps: int = 0):
+    """A Keras optimizer; ``lr_schedule="cosine"`` decays the rate to 0 over ``decay_steps`` (all the epochs'
+    steps), the tuning playbook's default schedule, so that the last epochs settle instead of oscillate."""
     import keras
 
-    kw: dict[str, Any] = {"learning_rate": learning_rate}
+    lr: Any = learning_rate
+    if lr_schedule == "cosine":
+        if decay_steps <= 0:
+            raise ValueError("lr_schedule 'cosine' needs decay_steps > 0")
+        lr = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=decay_steps)
+    elif lr_schedule != "constant":
+        raise ValueError(f"unknown lr_schedule {lr_schedule!r}; choose constant or cosine")
+    kw: dict[str, Any] = {"learning_rate": lr}
     if clipnorm:
         kw["clipnorm"] = clipnorm
     if name == "adam":
@@ -155,8 +164,10 @@ def train(model_name: str, params: Mapping[str, Any], splits: Splits, *, epochs:
     p = {**DEFAULTS, **params}
     model_kwargs = {k: v for k, v in p.items() if k not in TRAINING_PARAMS}
     model = models.build(model_name, splits.input_shape, splits.num_classes, **model_kwargs)
-    model.compile(optimizer=make_optimizer(p["optimizer"], float(p["learning_rate"]),
-                                           momentum=p.get("momentum"), clipnorm=p.get("clipnorm")),
+    steps = epochs * math.ceil(len(splits.y_train) / int(p["batch_size"]))
+    model.compile(optimizer=make_optimizer(p["optimizer"], float(p["learning_rate"]), momentum=p.get("momentum"),
+                                           clipnorm=p.get("clipnorm"), lr_schedule=p["lr_schedule"],
+                                           decay_steps=steps),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     monitor = _callback_class()(trial, len(splits.y_train), epochs)
     callbacks: list = [monitor]

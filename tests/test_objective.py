@@ -93,3 +93,19 @@ def test_run_resumes_and_runs_only_missing_trials(tiny, capsys):
     assert s.user_attrs["config"]["budget"]["n_trials"] == 3
     s = study_mod.run(cfg.with_overrides(n_trials=3))
     assert len(s.trials) == 3 and "nothing to run" in capsys.readouterr().out
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero_over_all_epochs(tiny):
+    from hpo.objective import make_optimizer, train
+
+    cfg, splits = tiny()
+    params = {"filters": 3, "learning_rate": 4e-3, "batch_size": 32, "lr_schedule": "cosine"}
+    result = train(cfg.model, params, splits, epochs=2, seed=0, measure_latency=False)
+    opt = result.model.optimizer
+    steps_per_epoch = math.ceil(len(splits.y_train) / 32)
+    assert int(opt.iterations.numpy()) == 2 * steps_per_epoch
+    assert float(opt.learning_rate.numpy()) == pytest.approx(0.0, abs=1e-9)  # the whole decay was used
+    constant = train(cfg.model, {**params, "lr_schedule": "constant"}, splits, epochs=1, seed=0, measure_latency=False)
+    assert float(constant.model.optimizer.learning_rate.numpy()) == pytest.approx(4e-3)
+    with pytest.raises(ValueError, match="unknown lr_schedule 'warm'"):
+        make_optimizer("adam", 1e-3, lr_schedule="warm", decay_steps=10)

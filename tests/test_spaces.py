@@ -16,7 +16,7 @@ def parse(raw: dict, allowed=None):
 def test_fashion_space_covers_the_issue():
     space = load_space(ROOT_SPACE)
     assert {"variant", "l2", "dropout", "filters", "kernel_size", "learning_rate", "batch_size", "optimizer",
-            "momentum", "clipnorm", "augmentation", "batch_norm"} <= set(space.names)
+            "momentum", "clipnorm", "augmentation", "batch_norm", "lr_schedule"} <= set(space.names)
     l2 = space["l2"].distribution
     assert (l2.low, l2.high, l2.log) == (1e-6, 1e-1, True)
     lr = space["learning_rate"].distribution
