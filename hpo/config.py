@@ -76,6 +76,7 @@ class StudyConfig:
     pruner: Component = Component("median")
     early_stopping: EarlyStopping = EarlyStopping()
     warm_start: tuple[Mapping[str, Any], ...] = ()
+    use_warm_start: bool = True  # false (or --no-warm-start): the [[warm_start]] trials are not enqueued
 
     def with_overrides(self, **overrides: Any) -> "StudyConfig":
         """Apply CLI flags (``None`` means "not given") and validate the result again."""
@@ -87,7 +88,7 @@ class StudyConfig:
                 cfg = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, **{key: value}))
             elif key in ("max_train_samples", "data_dir"):
                 cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **{key: value}))
-            elif key in ("seed", "storage", "name", "threads"):
+            elif key in ("seed", "storage", "name", "threads", "use_warm_start"):
                 cfg = dataclasses.replace(cfg, **{key: value})
             else:
                 raise ValueError(f"unknown override {key}")
@@ -135,7 +136,7 @@ def resolve_study_path(study: str) -> Path:
 
 
 _TOP = {"name", "dataset", "model", "space", "seed", "storage", "threads",
-        "data", "budget", "sampler", "pruner", "early_stopping", "warm_start"}
+        "data", "budget", "sampler", "pruner", "early_stopping", "warm_start", "use_warm_start"}
 _SECTIONS = {
     "data": DataConfig,
     "budget": Budget,
@@ -186,6 +187,7 @@ def parse_study(raw: Mapping[str, Any], *, path: Path) -> StudyConfig:
         seed=_expect(raw.get("seed", 0), int, f"{where}:seed"),
         storage=_expect(raw.get("storage", f"sqlite:///runs/{path.stem}.db"), str, f"{where}:storage"),
         threads=_expect(raw.get("threads", 0), int, f"{where}:threads"),
+        use_warm_start=_expect(raw.get("use_warm_start", True), bool, f"{where}:use_warm_start"),
         sampler=_component(raw.get("sampler", {"name": "tpe"}), f"{where}:sampler"),
         pruner=_component(raw.get("pruner", {"name": "median"}), f"{where}:pruner"),
         **sections,

@@ -238,7 +238,7 @@ def open_study(cfg: Any, *, storage: optuna.storages.BaseStorage | None = None) 
         raise UserError(f"study {cfg.name!r} in {describe_storage(cfg.storage)} was created with another search "
                         f"space than {cfg.space.path}; pass --study-name NEW to start a new study")
     enable_sqlite_wal(storage)
-    if stored is None:
+    if stored is None and cfg.use_warm_start:
         for params in cfg.warm_start:
             study.enqueue_trial(dict(params), user_attrs={"warm_start": True}, skip_if_exists=True)
     study.set_user_attr("config", json.loads(json.dumps(resolved, default=str)))
