@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import signal
 import subprocess
@@ -93,8 +92,7 @@ def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path) -> dict
     import keras_tuner as kt
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    from hpo.objective import DEFAULTS, TRAINING_PARAMS, datasets, make_optimizer
-    from hpo import models
+    from hpo.objective import compile_model, datasets
 
     def build(hp):
         params = {}
@@ -108,15 +106,7 @@ def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path) -> dict
                 params[p.name] = hp.Int(p.name, d.low, d.high, sampling="log" if d.log else "linear")
             elif isinstance(d, CategoricalDistribution):
                 params[p.name] = hp.Choice(p.name, list(d.choices))
-        p = {**DEFAULTS, **params}
-        model = models.build(cfg.model, splits.input_shape, splits.num_classes,
-                             **{k: v for k, v in p.items() if k not in TRAINING_PARAMS})
-        steps = cfg.budget.epochs * math.ceil(len(splits.y_train) / int(p["batch_size"]))
-        model.compile(optimizer=make_optimizer(p["optimizer"], p["learning_rate"], momentum=p.get("momentum"),
-                                               clipnorm=p.get("clipnorm"), lr_schedule=p["lr_schedule"],
-                                               decay_steps=steps),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        return model
+        return compile_model(cfg.model, params, splits, epochs=cfg.budget.epochs)
 
     t0 = time.time()
     curve: list[tuple[float, float]] = []
@@ -226,9 +216,9 @@ def main() -> None:
             Path(args.lane_json).write_text(json.dumps(run_lane(names[0], args, Path(tmp)), default=str))
             return
         if args.parallel:
-            from hpo.study import _drop_flag
+            from hpo.study import drop_flag
 
-            argv = _drop_flag(_drop_flag([a for a in sys.argv[1:] if a != "--parallel"], "--searchers"), "--threads")
+            argv = drop_flag(drop_flag([a for a in sys.argv[1:] if a != "--parallel"], "--searchers"), "--threads")
             procs = {n: subprocess.Popen([sys.executable, __file__, *argv, "--searchers", n, "--threads",
                                           str(args.threads), "--lane-json", str(Path(tmp) / f"{n}.json")])
                      for n in names}

@@ -154,6 +154,23 @@ def datasets(splits: Splits, batch_size: int, seed: int):
     return train, val
 
 
+def compile_model(model_name: str, params: Mapping[str, Any], splits: Splits, *, epochs: int):
+    """Build ``model_name`` from the model half of ``params`` and compile it with the training half.
+
+    ``epochs`` sets the length of a decaying learning-rate schedule (all the epochs' steps). Used by
+    :func:`train` and by the KerasTuner lanes of ``benchmarks/time_to_accuracy.py``.
+    """
+    p = {**DEFAULTS, **params}
+    model = models.build(model_name, splits.input_shape, splits.num_classes,
+                         **{k: v for k, v in p.items() if k not in TRAINING_PARAMS})
+    steps = epochs * math.ceil(len(splits.y_train) / int(p["batch_size"]))
+    model.compile(optimizer=make_optimizer(p["optimizer"], float(p["learning_rate"]), momentum=p.get("momentum"),
+                                           clipnorm=p.get("clipnorm"), lr_schedule=p["lr_schedule"],
+                                           decay_steps=steps),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
 def train(model_name: str, params: Mapping[str, Any], splits: Splits, *, epochs: int, seed: int,
           early_stopping: Any = None, trial: optuna.trial.BaseTrial | None = None,
           measure_latency: bool = True) -> TrainResult:
@@ -162,13 +179,7 @@ def train(model_name: str, params: Mapping[str, Any], splits: Splits, *, epochs:
 
     keras.utils.set_random_seed(seed)
     p = {**DEFAULTS, **params}
-    model_kwargs = {k: v for k, v in p.items() if k not in TRAINING_PARAMS}
-    model = models.build(model_name, splits.input_shape, splits.num_classes, **model_kwargs)
-    steps = epochs * math.ceil(len(splits.y_train) / int(p["batch_size"]))
-    model.compile(optimizer=make_optimizer(p["optimizer"], float(p["learning_rate"]), momentum=p.get("momentum"),
-                                           clipnorm=p.get("clipnorm"), lr_schedule=p["lr_schedule"],
-                                           decay_steps=steps),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model = compile_model(model_name, p, splits, epochs=epochs)
     monitor = _callback_class()(trial, len(splits.y_train), epochs)
     callbacks: list = [monitor]
     es_cb = None

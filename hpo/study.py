@@ -317,8 +317,8 @@ def _run_workers(study: optuna.Study, cfg: Any, n_workers: int, verbose: bool, o
 
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // n_workers)
     argv = [a for a in sys.argv[1:]]
-    argv = _drop_flag(argv, "--n-workers")
-    argv = _drop_flag(argv, "--threads")
+    argv = drop_flag(argv, "--n-workers")
+    argv = drop_flag(argv, "--threads")
     cmd = [sys.executable, "-m", "hpo.run", *argv, "--worker", "--threads", str(threads),
            "--study-name", cfg.name, "--storage", cfg.storage, "--n-trials", str(cfg.budget.n_trials)]
     print(f"starting {n_workers} workers x {threads} TensorFlow threads", file=out, flush=True)
@@ -333,7 +333,8 @@ def _run_workers(study: optuna.Study, cfg: Any, n_workers: int, verbose: bool, o
         print(f"warning: worker exit codes {codes}; finished trials are saved, rerun to complete", file=out)
 
 
-def _drop_flag(argv: list[str], flag: str) -> list[str]:
+def drop_flag(argv: list[str], flag: str) -> list[str]:
+    """``argv`` without ``flag`` and its value (``--flag V`` or ``--flag=V``), for re-launching a command line."""
     out, skip = [], False
     for a in argv:
         if skip:

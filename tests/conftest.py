@@ -36,6 +36,10 @@ type = "categorical"
 choices = [32]
 """
 
+# One warm-start trial inside TINY_SPACE, as a study file writes it (pass as ``study_extra``).
+WARM_START = '[[warm_start]]\nfilters = 3\ndropout = 0.1\nlearning_rate = 0.005\nbatch_size = 32\n'
+WARM_START_PARAMS = {"filters": 3, "dropout": 0.1, "learning_rate": 0.005, "batch_size": 32}
+
 
 def synthetic_images(n: int, *, seed: int, size: int = 28, channels: int = 1, classes: int = 10):
     """Learnable toy images: class k lights up one of `classes` patches, plus noise."""

@@ -10,7 +10,7 @@ import numpy as np
 import optuna
 import pytest
 
-from tests.conftest import run_cli, synthetic_images, write_study
+from tests.conftest import WARM_START, WARM_START_PARAMS, run_cli, synthetic_images, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -27,13 +27,11 @@ def test_list_shows_everything():
 
 
 def test_no_warm_start_flag_skips_the_study_files_warm_start_trials(tmp_path, data_dir):
-    warm = '[[warm_start]]\nfilters = 3\ndropout = 0.1\nlearning_rate = 0.005\nbatch_size = 32\n'
-    study = write_study(tmp_path, study_extra=warm, n_trials=1)
+    study = write_study(tmp_path, study_extra=WARM_START, n_trials=1)
     r = run_cli("--study", str(study), "--data-dir", str(data_dir), "--no-warm-start")
     assert r.returncode == 0, r.stderr
     [t] = _trials(tmp_path / "tiny.db")
-    assert "warm_start" not in t.user_attrs and t.params != {"filters": 3, "dropout": 0.1, "learning_rate": 0.005,
-                                                                "batch_size": 32}
+    assert "warm_start" not in t.user_attrs and t.params != WARM_START_PARAMS
 
 
 def test_run_writes_sqlite_then_resumes_only_missing_trials(tmp_path, data_dir):

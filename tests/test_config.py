@@ -6,7 +6,7 @@ import pytest
 
 from hpo import config
 from hpo.errors import UserError
-from tests.conftest import write_study
+from tests.conftest import WARM_START, WARM_START_PARAMS, write_study
 
 
 def test_default_study_loads_with_the_issue_settings():
@@ -64,20 +64,17 @@ def test_sampler_options_are_checked(tmp_path):
         config.load_study(str(p))
 
 
-WARM = '[[warm_start]]\nfilters = 3\ndropout = 0.1\nlearning_rate = 0.005\nbatch_size = 32\n'
-
-
 def test_warm_starts_are_enqueued_first_unless_turned_off(tmp_path):
     from hpo import study as study_mod
 
-    cfg = config.load_study(str(write_study(tmp_path, study_extra=WARM)))
+    cfg = config.load_study(str(write_study(tmp_path, study_extra=WARM_START)))
     study = study_mod.open_study(cfg)
     [t] = study.trials
     assert t.state.name == "WAITING" and t.user_attrs["warm_start"]
-    assert t.system_attrs["fixed_params"] == {"filters": 3, "dropout": 0.1, "learning_rate": 0.005, "batch_size": 32}
+    assert t.system_attrs["fixed_params"] == WARM_START_PARAMS
     off = study_mod.open_study(cfg.with_overrides(use_warm_start=False, name="off"))  # --no-warm-start
     assert off.trials == []
-    in_file = config.load_study(str(write_study(tmp_path, study_extra="use_warm_start = false\n" + WARM, name="f")))
+    in_file = config.load_study(str(write_study(tmp_path, study_extra="use_warm_start = false\n" + WARM_START, name="f")))
     assert not in_file.use_warm_start and study_mod.open_study(in_file).trials == []
     with pytest.raises(UserError, match="use_warm_start: expected bool, got 'no'"):
         config.load_study(str(write_study(tmp_path, study_extra='use_warm_start = "no"')))
