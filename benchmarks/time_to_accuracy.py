@@ -2,7 +2,8 @@
 
 Searchers (each gets the same budget, one after the other or all at once with --parallel; same data
 and split; a trial still running at the deadline is cut and not counted):
-  hpo           hpo's default fashion study (warm start, Hyperband pruning, early stopping)
+  hpo           hpo's default fashion study, run as `python -m hpo.run` (warm start, Hyperband
+                pruning, early stopping, the study file's workers)
   tpe           Optuna TPE, no pruning, no warm start
   random        Optuna random search, no pruning, no warm start
   kt_hyperband  KerasTuner Hyperband on the same search space
@@ -32,7 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 SEARCHERS = ("hpo", "tpe", "random", "kt_hyperband", "kt_random")
 
@@ -41,26 +43,30 @@ class _BudgetSpent(BaseException):
     """Raised by the budget alarm; a BaseException so that neither Optuna nor KerasTuner records it as a failed trial."""
 
 
-def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path) -> dict:
+def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path, args) -> dict:
     import optuna
 
     from hpo import study as study_mod
     from hpo.config import Component
 
-    if name != "hpo":  # plain Optuna: no pruning, no warm start, the same objective and space
-        cfg = dataclasses.replace(cfg, sampler=Component("tpe" if name == "tpe" else "random", {}),
-                                  pruner=Component("none", {}), warm_start=())
-    cfg = dataclasses.replace(cfg, name=f"tta-{name}", storage=f"sqlite:///{out_dir / (name + '.db')}",
-                              budget=dataclasses.replace(cfg.budget, n_trials=10_000, timeout=budget))
-    from hpo.objective import Objective
-
-    study = study_mod.open_study(cfg)
+    url = f"sqlite:///{out_dir / (name + '.db')}"
     t0 = time.time()
-    with _alarm(budget):  # cuts the trial that is still running at the deadline
-        try:
-            study_mod.work(study, Objective(cfg, splits), cfg, progress=False, out=sys.stderr)
-        except _BudgetSpent:
-            pass
+    if name == "hpo":  # the documented command, so that all of its defaults (workers included) are measured
+        cfg = dataclasses.replace(cfg, name="tta-hpo", storage=url)
+        _run_cli(args, cfg, budget)
+    else:  # plain Optuna in this process: no pruning, no warm start, the same objective and space
+        cfg = dataclasses.replace(cfg, sampler=Component("tpe" if name == "tpe" else "random", {}),
+                                  pruner=Component("none", {}), warm_start=(), name=f"tta-{name}", storage=url,
+                                  budget=dataclasses.replace(cfg.budget, n_trials=10_000, timeout=budget))
+        from hpo.objective import Objective
+
+        study = study_mod.open_study(cfg)
+        with _alarm(budget):  # cuts the trial that is still running at the deadline
+            try:
+                study_mod.work(study, Objective(cfg, splits), cfg, progress=False, out=sys.stderr)
+            except _BudgetSpent:
+                pass
+    study = optuna.load_study(study_name=cfg.name, storage=url)
     curve, best, winner = [], 0.0, None
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
                 and t.datetime_complete.timestamp() - t0 <= budget]
@@ -69,7 +75,26 @@ def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path) -> dict:
             best, winner = t.value, t
         curve.append(((t.datetime_complete.timestamp() - t0), best))
     return {"curve": curve, "best_val": best, "params": dict(winner.params) if winner else {},
+            "best_epoch": winner.user_attrs.get("best_epoch") if winner else None,
             "n_trials": len(study.trials), "states": study_mod.state_counts(study.trials)}
+
+
+def _run_cli(args, cfg, budget: float) -> None:
+    """``python -m hpo.run --study ...`` for ``budget`` seconds; the trials still running then are killed."""
+    cmd = [sys.executable, "-m", "hpo.run", "--study", args.study, "--study-name", cfg.name, "--storage", cfg.storage,
+           "--n-trials", "10000", "--timeout", str(budget)]
+    if args.epochs:
+        cmd += ["--epochs", str(args.epochs)]
+    if args.max_train_samples:
+        cmd += ["--max-train-samples", str(args.max_train_samples)]
+    if args.threads:  # an explicit thread count (--parallel: 1) is this lane's whole share: one worker
+        cmd += ["--threads", str(args.threads), "--n-workers", "1"]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=sys.stderr, start_new_session=True)
+    try:
+        p.wait(timeout=budget)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)  # the workers too; unfinished trials stay RUNNING and are not counted
+        p.wait()
 
 
 @contextlib.contextmanager
@@ -87,7 +112,7 @@ def _alarm(seconds: float):
         signal.signal(signal.SIGALRM, old)
 
 
-def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path) -> dict:
+def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path, args) -> dict:
     import keras
     import keras_tuner as kt
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -147,11 +172,15 @@ def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path) -> dict
             "n_trials": len(tuner.oracle.trials)}
 
 
-def retrain_and_test(cfg, splits, params: dict, epochs: int, seed: int) -> float:
+def retrain_and_test(cfg, splits, params: dict, epochs: int, seed: int, final_fit: bool) -> float:
+    """Train the winner once more and return its test accuracy. ``final_fit``: on training + validation
+    images for ``epochs`` (no early stopping, nothing to watch); otherwise on the training images, early
+    stopping on the validation images as in the search."""
     from hpo import data
     from hpo.objective import release, train
 
-    result = train(cfg.model, params, splits, epochs=epochs, seed=seed, early_stopping=cfg.early_stopping,
+    fit_on = splits.for_final_fit() if final_fit else splits
+    result = train(cfg.model, params, fit_on, epochs=epochs, seed=seed, early_stopping=cfg.early_stopping,
                    measure_latency=False)
     x_test, y_test, _ = data.load_test(cfg.dataset, data_dir=cfg.data.data_dir, normalization=cfg.data.normalization,
                                        mean=splits.mean, std=splits.std)
@@ -173,14 +202,18 @@ def run_lane(name: str, args, tmp: Path) -> dict:
                               max_train_samples=cfg.data.max_train_samples)
     print(f"== {name}: {args.budget:.0f}s budget, {args.threads or os.cpu_count()} TensorFlow threads", flush=True)
     runner = run_optuna if name in ("hpo", "tpe", "random") else run_kerastuner
-    r = runner(name, cfg, splits, args.budget, tmp)
+    r = runner(name, cfg, splits, args.budget, tmp, args)
     print(f"   {name}: {r['n_trials']} trials, best val {r['best_val']:.4f}; retraining its winner", flush=True)
     r["n_train"], r["n_val"], r["epochs"] = len(splits.y_train), len(splits.y_val), cfg.budget.epochs
     if args.lane_json:  # the search result survives a retrain that is interrupted
         Path(args.lane_json).write_text(json.dumps(r, default=str))
     t = time.time()
-    r["test_acc"] = retrain_and_test(cfg, splits, r["params"], args.retrain_epochs or cfg.budget.epochs,
-                                     seed=cfg.seed) if r["params"] else float("nan")
+    # A final fit runs as many epochs as the winner needed in its trial (its best epoch); KerasTuner's: all.
+    epochs = args.retrain_epochs or (r.get("best_epoch") if args.final_fit == "train+val" else None) \
+        or cfg.budget.epochs
+    r["retrain"] = f"{args.final_fit}, {epochs} epochs"
+    r["test_acc"] = retrain_and_test(cfg, splits, r["params"], epochs, seed=cfg.seed,
+                                     final_fit=args.final_fit == "train+val") if r["params"] else float("nan")
     r["retrain_seconds"] = time.time() - t
     print(f"   {name}: winner retrained once, test accuracy {r['test_acc']:.4f}", flush=True)
     return r
@@ -193,7 +226,12 @@ def main() -> None:
     ap.add_argument("--study", default="fashion")
     ap.add_argument("--epochs", type=int, help="max epochs per trial (default: the study's)")
     ap.add_argument("--max-train-samples", type=int)
-    ap.add_argument("--retrain-epochs", type=int, help="epochs when retraining each winner (default: --epochs)")
+    ap.add_argument("--retrain-epochs", type=int,
+                    help="epochs when retraining each winner (default: the winner's best epoch with --final-fit "
+                         "train+val, else --epochs)")
+    ap.add_argument("--final-fit", choices=("train+val", "train"), default="train+val",
+                    help="retrain each winner on the training and validation images (default), or on the training "
+                         "images with early stopping on the validation images")
     ap.add_argument("--parallel", action="store_true",
                     help="run all searchers at once, one process each (default --threads 1): the same wall clock "
                          "under the same machine load, so noise hits them alike")
@@ -248,7 +286,8 @@ def main() -> None:
     layout = (f"all {len(results)} at once, {args.threads} TensorFlow thread(s) each" if args.parallel
               else f"one after another, {args.threads or os.cpu_count()} TensorFlow threads")
     meta = (f"Fashion-MNIST, {first['n_train']} train / {first['n_val']} val images, budget {args.budget:.0f}s "
-            f"per searcher ({layout}, {os.cpu_count()} cores), max {first['epochs']} epochs per trial")
+            f"per searcher ({layout}, {os.cpu_count()} cores), max {first['epochs']} epochs per trial; each winner "
+            f"retrained once on {'training + validation' if args.final_fit == 'train+val' else 'training'} images")
     (out / "time_to_accuracy.md").write_text(f"{meta}\n\n{table}\n")
     (out / "time_to_accuracy.json").write_text(json.dumps(results, indent=1, default=str))
     import plotly.graph_objects as go

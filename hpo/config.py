@@ -69,7 +69,8 @@ class StudyConfig:
     source: str  # the study file
     seed: int = 0
     storage: str = "sqlite:///runs/study.db"
-    threads: int = 0  # TensorFlow intra-op threads per worker; 0 = TensorFlow's default
+    threads: int = 0  # TensorFlow intra-op threads per worker; 0 = the cores split between the workers
+    workers: int = 1  # worker processes on this machine sharing the study (--n-workers overrides)
     data: DataConfig = DataConfig()
     budget: Budget = Budget()
     sampler: Component = Component("tpe")
@@ -88,7 +89,7 @@ class StudyConfig:
                 cfg = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, **{key: value}))
             elif key in ("max_train_samples", "data_dir"):
                 cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **{key: value}))
-            elif key in ("seed", "storage", "name", "threads", "use_warm_start"):
+            elif key in ("seed", "storage", "name", "threads", "workers", "use_warm_start"):
                 cfg = dataclasses.replace(cfg, **{key: value})
             else:
                 raise ValueError(f"unknown override {key}")
@@ -135,7 +136,7 @@ def resolve_study_path(study: str) -> Path:
     return studies[study]
 
 
-_TOP = {"name", "dataset", "model", "space", "seed", "storage", "threads",
+_TOP = {"name", "dataset", "model", "space", "seed", "storage", "threads", "workers",
         "data", "budget", "sampler", "pruner", "early_stopping", "warm_start", "use_warm_start"}
 _SECTIONS = {
     "data": DataConfig,
@@ -187,6 +188,7 @@ def parse_study(raw: Mapping[str, Any], *, path: Path) -> StudyConfig:
         seed=_expect(raw.get("seed", 0), int, f"{where}:seed"),
         storage=_expect(raw.get("storage", f"sqlite:///runs/{path.stem}.db"), str, f"{where}:storage"),
         threads=_expect(raw.get("threads", 0), int, f"{where}:threads"),
+        workers=_expect(raw.get("workers", 1), int, f"{where}:workers"),
         use_warm_start=_expect(raw.get("use_warm_start", True), bool, f"{where}:use_warm_start"),
         sampler=_component(raw.get("sampler", {"name": "tpe"}), f"{where}:sampler"),
         pruner=_component(raw.get("pruner", {"name": "median"}), f"{where}:pruner"),
@@ -262,6 +264,8 @@ def _validate(cfg: StudyConfig, *, where: str) -> None:
         raise UserError(f"{where}: early_stopping.patience must be >= 0, got {es.patience}")
     if cfg.threads < 0:
         raise UserError(f"{where}: threads must be >= 0, got {cfg.threads}")
+    if cfg.workers < 1:
+        raise UserError(f"{where}: workers must be >= 1, got {cfg.workers}")
     for kind, comp, registry in (("sampler", cfg.sampler, study_mod.SAMPLERS),
                                  ("pruner", cfg.pruner, study_mod.PRUNERS)):
         if comp.name not in registry:

@@ -17,6 +17,7 @@ import hashlib
 import io
 import os
 import tarfile
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -78,6 +79,13 @@ class Splits:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def for_final_fit(self) -> "Splits":
+        """Training and validation images as one training set, with no validation: the final fit of a
+        chosen configuration once the search is over (its epochs come from the search, not from early stopping)."""
+        return dataclasses.replace(
+            self, x_train=np.concatenate([self.x_train, self.x_val]), y_train=np.concatenate([self.y_train, self.y_val]),
+            x_val=self.x_val[:0], y_val=self.y_val[:0], info={**self.info, "final_fit": True})
 
 
 def data_dir_from_env(data_dir: str | Path | None) -> Path | None:

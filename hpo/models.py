@@ -223,8 +223,10 @@ def fashion_cnn(input_shape=(28, 28, 1), num_classes=10, *, variant: str = "base
     layers_: list = []
     if augmentation == "light":  # seed 003's suggestion: small shifts and rotations (training only)
         layers_ += [L.RandomTranslation(0.1, 0.1, fill_mode="constant"), L.RandomRotation(0.03, fill_mode="constant")]
+    elif augmentation == "flip":  # mirror images left-right (clothes are near-symmetric; training only)
+        layers_ += [L.RandomFlip("horizontal")]
     elif augmentation != "none":
-        raise ValueError(f"augmentation must be 'none' or 'light', got {augmentation!r}")
+        raise ValueError(f"augmentation must be 'none', 'light' or 'flip', got {augmentation!r}")
     layers_ += [*conv(filters), L.MaxPooling2D(2)]
     if variant == "extended":
         layers_ += drop()

@@ -55,6 +55,11 @@ def configure_tensorflow(*, threads: int = 0, verbose: bool = False) -> None:
         import absl.logging
 
         absl.logging.set_verbosity(absl.logging.ERROR)
+    try:  # several workers can share one GPU: each takes memory as it needs it, not all of it up front
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:
+        pass  # already initialized in this process
     if threads > 0:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -132,7 +137,7 @@ def _callback_class():
                 self.stop_reason = "nan_loss"
                 self.model.stop_training = True
                 return
-            if self.trial is not None:
+            if self.trial is not None and "val_accuracy" in logs:
                 self.trial.report(float(logs["val_accuracy"]), step=epoch + 1)
                 # After the last epoch the training is paid for: keep the result rather than prune it.
                 if epoch + 1 < self.epochs and self.trial.should_prune():
@@ -183,25 +188,27 @@ def train(model_name: str, params: Mapping[str, Any], splits: Splits, *, epochs:
     monitor = _callback_class()(trial, len(splits.y_train), epochs)
     callbacks: list = [monitor]
     es_cb = None
-    if early_stopping is not None and early_stopping.enabled:
+    validate = len(splits.y_val) > 0  # no validation in a final fit (Splits.for_final_fit): fixed epochs
+    if early_stopping is not None and early_stopping.enabled and validate:
         es_cb = keras.callbacks.EarlyStopping(
             monitor=early_stopping.monitor, patience=early_stopping.patience,
             restore_best_weights=early_stopping.restore_best_weights,
             mode="min" if early_stopping.monitor == "val_loss" else "max")
         callbacks.append(es_cb)
     train_ds, val_ds = datasets(splits, int(p["batch_size"]), seed)
-    hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0,
-                     shuffle=False)  # the dataset shuffles itself, seeded
+    hist = model.fit(train_ds, validation_data=val_ds if validate else None, epochs=epochs, callbacks=callbacks,
+                     verbose=0, shuffle=False)  # the dataset shuffles itself, seeded
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     stop_reason = monitor.stop_reason
     if stop_reason == "completed" and es_cb is not None and es_cb.stopped_epoch > 0:
         stop_reason = "early_stopping"
     val_acc = [v if math.isfinite(v) else -1.0 for v in history.get("val_accuracy", [])]
-    best = int(np.argmax(val_acc)) if val_acc else 0
+    best = int(np.argmax(val_acc)) if val_acc else len(history.get("loss", [0])) - 1  # no validation: the last
     # Throughput over training-only time, skipping the first epoch (graph tracing) when there are more.
     secs = monitor.train_seconds[1:] or monitor.train_seconds
     ips = len(splits.y_train) * len(secs) / sum(secs) if secs and sum(secs) > 0 else float("nan")
-    latency = _latency_ms(model, splits.x_val) if measure_latency and stop_reason != "nan_loss" else float("nan")
+    latency = _latency_ms(model, splits.x_val if validate else splits.x_train) \
+        if measure_latency and stop_reason != "nan_loss" else float("nan")
     return TrainResult(model=model, history=history, epoch_seconds=monitor.epoch_seconds,
                        train_seconds=monitor.train_seconds, images_per_sec=ips, best_epoch=best + 1,
                        best_val_accuracy=max(val_acc) if val_acc else float("nan"), stop_reason=stop_reason,

@@ -25,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="TensorFlow intra-op threads per worker (0 = default)")
     p.add_argument("--no-warm-start", action="store_true",
                    help="do not enqueue the study file's [[warm_start]] trials (when the study is created)")
-    p.add_argument("--n-workers", type=int, default=1,
-                   help="worker processes on this machine sharing the study (threads split between them)")
+    p.add_argument("--n-workers", type=int,
+                   help="worker processes on this machine sharing the study, the cores split between them "
+                        "(default: the study file's `workers`)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set by --n-workers for its children
     p.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow and Optuna logs")
     return p
@@ -72,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             n_trials=args.n_trials, timeout=args.timeout, storage=args.storage, epochs=args.epochs,
             max_train_samples=args.max_train_samples, seed=args.seed, data_dir=args.data_dir,
             name=args.study_name, threads=args.threads, use_warm_start=False if args.no_warm_start else None)
-        if args.n_workers < 1:
+        if args.n_workers is not None and args.n_workers < 1:
             raise UserError(f"--n-workers must be >= 1, got {args.n_workers}")
-        study.run(cfg, verbose=args.verbose, n_workers=args.n_workers, worker=args.worker)
+        n_workers = 1 if args.worker else args.n_workers or cfg.workers  # a worker never starts workers
+        study.run(cfg, verbose=args.verbose, n_workers=n_workers, worker=args.worker)
         return 0
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -37,6 +37,7 @@ def test_overrides_win_and_are_validated(tmp_path):
 
 @pytest.mark.parametrize("extra, fragment", [
     ('bogus = 1', "unknown key(s) bogus"),
+    ('workers = 0', "workers must be >= 1"),
     ('[sampler]\nname = "nope"', "unknown sampler 'nope'"),
 ])
 def test_bad_study_keys(tmp_path, extra, fragment):
@@ -78,3 +79,18 @@ def test_warm_starts_are_enqueued_first_unless_turned_off(tmp_path):
     assert not in_file.use_warm_start and study_mod.open_study(in_file).trials == []
     with pytest.raises(UserError, match="use_warm_start: expected bool, got 'no'"):
         config.load_study(str(write_study(tmp_path, study_extra='use_warm_start = "no"')))
+
+
+@pytest.mark.parametrize("study_extra, flags, expected", [
+    ("", [], 1),                                  # one worker unless the study file asks for more
+    ("workers = 2", [], 2),                       # the study file's workers
+    ("workers = 2", ["--n-workers", "3"], 3),     # the flag wins
+    ("workers = 2", ["--worker"], 1),             # a started worker never starts workers itself
+])
+def test_workers_come_from_the_study_file_unless_a_flag_says(tmp_path, monkeypatch, study_extra, flags, expected):
+    from hpo import run, study
+
+    seen = {}
+    monkeypatch.setattr(study, "run", lambda cfg, **kw: seen.update(kw))
+    assert run.main(["--study", str(write_study(tmp_path, study_extra=study_extra)), *flags]) == 0
+    assert seen["n_workers"] == expected

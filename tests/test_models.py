@@ -67,3 +67,19 @@ def test_every_model_builds_and_trains_one_step(name):
     loss = m.train_on_batch(x, y)
     assert np.isfinite(float(np.asarray(loss).ravel()[0]))
     assert m.predict(x, verbose=0).shape == (8, 10)
+
+
+def test_flip_augmentation_mirrors_some_training_images_and_leaves_inference_alone():
+    import keras
+
+    m = models.build("fashion_baseline", (28, 28, 1), 10, filters=4, augmentation="flip")
+    flip = m.layers[0]
+    assert flip.__class__.__name__ == "RandomFlip"
+    x = np.random.default_rng(0).random((64, 28, 28, 1), dtype=np.float32)
+    out = keras.ops.convert_to_numpy(flip(x, training=True))
+    mirrored = [np.allclose(o, xi[:, ::-1]) for o, xi in zip(out, x)]
+    kept = [np.allclose(o, xi) for o, xi in zip(out, x)]
+    assert all(a or b for a, b in zip(mirrored, kept)) and 0 < sum(mirrored) < 64
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(flip(x, training=False)), x)
+    with pytest.raises(ValueError, match="'none', 'light' or 'flip'"):
+        models.build("fashion_baseline", (28, 28, 1), 10, augmentation="warp")

@@ -109,3 +109,18 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero_over_all_epochs(tiny):
     assert float(constant.model.optimizer.learning_rate.numpy()) == pytest.approx(4e-3)
     with pytest.raises(ValueError, match="unknown lr_schedule 'warm'"):
         make_optimizer("adam", 1e-3, lr_schedule="warm", decay_steps=10)
+
+
+def test_final_fit_trains_on_train_and_val_for_fixed_epochs_without_validation(tiny):
+    from hpo.objective import release, train
+
+    cfg, splits = tiny()
+    final = splits.for_final_fit()
+    assert len(final.y_train) == len(splits.y_train) + len(splits.y_val) and len(final.y_val) == 0
+    assert final.mean == splits.mean and final.std == splits.std  # normalized as the search saw the data
+    r = train(cfg.model, {"filters": 4, "learning_rate": 5e-3, "batch_size": 32}, final, epochs=2, seed=1,
+              early_stopping=cfg.early_stopping)  # early stopping has nothing to watch: it is off
+    assert r.stop_reason == "completed" and len(r.history["loss"]) == 2 and r.best_epoch == 2
+    assert "val_accuracy" not in r.history and math.isnan(r.best_val_accuracy)
+    r.model = None
+    release()
