@@ -229,9 +229,9 @@ def main() -> None:
     ap.add_argument("--retrain-epochs", type=int,
                     help="epochs when retraining each winner (default: the winner's best epoch with --final-fit "
                          "train+val, else --epochs)")
-    ap.add_argument("--final-fit", choices=("train+val", "train"), default="train+val",
-                    help="retrain each winner on the training and validation images (default), or on the training "
-                         "images with early stopping on the validation images")
+    ap.add_argument("--final-fit", choices=("train", "train+val"), default="train",
+                    help="retrain each winner on the training images with early stopping on the validation images "
+                         "(default), or on the training and validation images for the winner's best epoch")
     ap.add_argument("--parallel", action="store_true",
                     help="run all searchers at once, one process each (default --threads 1): the same wall clock "
                          "under the same machine load, so noise hits them alike")
