@@ -462,7 +462,9 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
                 if waiting == 0 and done + running < n:
                     study.enqueue_trial({})
                     waiting = 1
-                if waiting:
+                # Take a waiting trial (a reserved one, an enqueued warm start) only while the budget has room:
+                # with several workers the warm starts wait in the queue beyond n_trials.
+                if waiting and done + running < n:
                     # Still holding the lock: ask() inside optimize pops a reserved trial, never a new one.
                     study.optimize(reserved_objective, n_trials=1, callbacks=[on_trial], catch=(TrainingDiverged,))
                     continue
