@@ -17,8 +17,7 @@ import hashlib
 import io
 import os
 import tarfile
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -83,9 +82,8 @@ class Splits:
     def for_final_fit(self) -> "Splits":
         """Training and validation images as one training set, with no validation: the final fit of a
         chosen configuration once the search is over (its epochs come from the search, not from early stopping)."""
-        return dataclasses.replace(
-            self, x_train=np.concatenate([self.x_train, self.x_val]), y_train=np.concatenate([self.y_train, self.y_val]),
-            x_val=self.x_val[:0], y_val=self.y_val[:0], info={**self.info, "final_fit": True})
+        return replace(self, x_train=np.concatenate([self.x_train, self.x_val]),
+                       y_train=np.concatenate([self.y_train, self.y_val]), x_val=self.x_val[:0], y_val=self.y_val[:0])
 
 
 def data_dir_from_env(data_dir: str | Path | None) -> Path | None:

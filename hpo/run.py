@@ -72,10 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.load_study(args.study).with_overrides(
             n_trials=args.n_trials, timeout=args.timeout, storage=args.storage, epochs=args.epochs,
             max_train_samples=args.max_train_samples, seed=args.seed, data_dir=args.data_dir,
-            name=args.study_name, threads=args.threads, use_warm_start=False if args.no_warm_start else None)
-        if args.n_workers is not None and args.n_workers < 1:
-            raise UserError(f"--n-workers must be >= 1, got {args.n_workers}")
-        n_workers = 1 if args.worker else args.n_workers or cfg.workers  # a worker never starts workers
+            name=args.study_name, threads=args.threads, workers=args.n_workers,
+            use_warm_start=False if args.no_warm_start else None)
+        n_workers = 1 if args.worker else cfg.workers  # a started worker never starts workers itself
         study.run(cfg, verbose=args.verbose, n_workers=n_workers, worker=args.worker)
         return 0
     except UserError as e:

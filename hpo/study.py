@@ -458,13 +458,11 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
                 waiting = sum(t.state == TrialState.WAITING for t in trials)
                 if done >= n:
                     break
-                # Reserve one more trial only while the queue is empty and the budget has room.
-                if waiting == 0 and done + running < n:
-                    study.enqueue_trial({})
-                    waiting = 1
-                # Take a waiting trial (a reserved one, an enqueued warm start) only while the budget has room:
-                # with several workers the warm starts wait in the queue beyond n_trials.
-                if waiting and done + running < n:
+                # Only while the budget has room: take a waiting trial (a reserved one, an enqueued warm start;
+                # with several workers warm starts wait in the queue beyond n_trials), or reserve one first.
+                if done + running < n:
+                    if waiting == 0:
+                        study.enqueue_trial({})
                     # Still holding the lock: ask() inside optimize pops a reserved trial, never a new one.
                     study.optimize(reserved_objective, n_trials=1, callbacks=[on_trial], catch=(TrainingDiverged,))
                     continue
