@@ -15,6 +15,7 @@ Writes a plotly HTML plot and a markdown table.
 
     python benchmarks/time_to_accuracy.py                  # 30 min per searcher (2.5 h in all)
     python benchmarks/time_to_accuracy.py --budget 7200    # 2 h per searcher
+    python benchmarks/time_to_accuracy.py --budget 7200 --retrain-at 1800   # also test the 30-min winner
     python benchmarks/time_to_accuracy.py --parallel       # all five at once, 1 thread each (noise-fair)
     python benchmarks/time_to_accuracy.py --budget 120 --max-train-samples 3000 --epochs 3   # smoke
 """
@@ -67,14 +68,16 @@ def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path, args) -> di
             except _BudgetSpent:
                 pass
     study = optuna.load_study(study_name=cfg.name, storage=url)
-    curve, best, winner = [], 0.0, None
+    curve, winners, best, winner = [], [], 0.0, None
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
                 and t.datetime_complete.timestamp() - t0 <= budget]
     for t in sorted(finished, key=lambda t: t.datetime_complete):
+        at = t.datetime_complete.timestamp() - t0
         if t.value > best:
             best, winner = t.value, t
-        curve.append(((t.datetime_complete.timestamp() - t0), best))
-    return {"curve": curve, "best_val": best, "params": dict(winner.params) if winner else {},
+            winners.append((at, best, dict(t.params), t.user_attrs.get("best_epoch")))
+        curve.append((at, best))
+    return {"curve": curve, "winners": winners, "best_val": best, "params": dict(winner.params) if winner else {},
             "best_epoch": winner.user_attrs.get("best_epoch") if winner else None,
             "n_trials": len(study.trials), "states": study_mod.state_counts(study.trials)}
 
@@ -133,8 +136,16 @@ def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path, args) -
                 params[p.name] = hp.Choice(p.name, list(d.choices))
         return compile_model(cfg.model, params, splits, epochs=cfg.budget.epochs)
 
+    def space_params(values: dict) -> dict:  # drop KerasTuner's own entries (tuner/epochs, ...) and inactive ones
+        params: dict = {}
+        for p in cfg.space.params:
+            if p.name in values and p.active(params):
+                params[p.name] = values[p.name]
+        return params
+
     t0 = time.time()
     curve: list[tuple[float, float]] = []
+    winners: list[tuple[float, float, dict, None]] = []
 
     class Tuner(kt.Hyperband if name == "kt_hyperband" else kt.RandomSearch):
         def run_trial(self, trial, *args, **kwargs):
@@ -148,7 +159,10 @@ def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path, args) -
             super().on_trial_end(trial)
             best = self.oracle.get_best_trials(1)
             if best and best[0].score is not None:
-                curve.append((time.time() - t0, float(best[0].score)))
+                at, score = time.time() - t0, float(best[0].score)
+                curve.append((at, score))
+                if not winners or score > winners[-1][1]:
+                    winners.append((at, score, space_params(dict(best[0].hyperparameters.values)), None))
 
     common = dict(objective="val_accuracy", overwrite=True, directory=str(out_dir), project_name=name, seed=cfg.seed)
     if name == "kt_hyperband":
@@ -163,12 +177,8 @@ def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path, args) -
         except _BudgetSpent:
             pass
     best_trials = tuner.oracle.get_best_trials(1)  # only a trial finished within the budget counts
-    values = dict(best_trials[0].hyperparameters.values) if best_trials and curve else {}
-    params: dict = {}
-    for p in cfg.space.params:  # drop KerasTuner's own entries (tuner/epochs, ...) and inactive ones
-        if p.name in values and p.active(params):
-            params[p.name] = values[p.name]
-    return {"curve": curve, "best_val": max((c[1] for c in curve), default=0.0), "params": params,
+    params = space_params(dict(best_trials[0].hyperparameters.values)) if best_trials and curve else {}
+    return {"curve": curve, "winners": winners, "best_val": max((c[1] for c in curve), default=0.0), "params": params,
             "n_trials": len(tuner.oracle.trials)}
 
 
@@ -207,15 +217,30 @@ def run_lane(name: str, args, tmp: Path) -> dict:
     r["n_train"], r["n_val"], r["epochs"] = len(splits.y_train), len(splits.y_val), cfg.budget.epochs
     if args.lane_json:  # the search result survives a retrain that is interrupted
         Path(args.lane_json).write_text(json.dumps(r, default=str))
+    final_fit = args.final_fit == "train+val"
+
+    def test_winner(params: dict, best_epoch) -> tuple[float, str]:
+        # A final fit runs as many epochs as the winner needed in its trial (its best epoch); KerasTuner's: all.
+        epochs = args.retrain_epochs or (best_epoch if final_fit else None) or cfg.budget.epochs
+        acc = retrain_and_test(cfg, splits, params, epochs, seed=cfg.seed, final_fit=final_fit) if params \
+            else float("nan")
+        return acc, f"{args.final_fit}, {epochs} epochs"
+
     t = time.time()
-    # A final fit runs as many epochs as the winner needed in its trial (its best epoch); KerasTuner's: all.
-    epochs = args.retrain_epochs or (r.get("best_epoch") if args.final_fit == "train+val" else None) \
-        or cfg.budget.epochs
-    r["retrain"] = f"{args.final_fit}, {epochs} epochs"
-    r["test_acc"] = retrain_and_test(cfg, splits, r["params"], epochs, seed=cfg.seed,
-                                     final_fit=args.final_fit == "train+val") if r["params"] else float("nan")
+    r["test_acc"], r["retrain"] = test_winner(r["params"], r.get("best_epoch"))
     r["retrain_seconds"] = time.time() - t
     print(f"   {name}: winner retrained once, test accuracy {r['test_acc']:.4f}", flush=True)
+    r["test_at"] = {}
+    for c in args.retrain_at:  # the winner as it stood at an earlier time: what a run that short would have had
+        earlier = [w for w in r["winners"] if w[0] <= c]
+        if not earlier:
+            r["test_at"][str(c)] = float("nan")
+        elif earlier[-1][2] == r["params"]:  # the same winner: the same retrain
+            r["test_at"][str(c)] = r["test_acc"]
+        else:
+            r["test_at"][str(c)] = test_winner(earlier[-1][2], earlier[-1][3])[0]
+            print(f"   {name}: its winner at {c / 60:.3g} min retrained once, test accuracy "
+                  f"{r['test_at'][str(c)]:.4f}", flush=True)
     return r
 
 
@@ -232,6 +257,9 @@ def main() -> None:
     ap.add_argument("--final-fit", choices=("train", "train+val"), default="train",
                     help="retrain each winner on the training images with early stopping on the validation images "
                          "(default), or on the training and validation images for the winner's best epoch")
+    ap.add_argument("--retrain-at", type=lambda v: [float(x) for x in v.split(",")], default=[], metavar="SECONDS",
+                    help="also retrain and test each searcher's winner as it stood at these times (comma-separated "
+                         "seconds, e.g. 1800 in a 2-hour run): what a run that long would have found")
     ap.add_argument("--parallel", action="store_true",
                     help="run all searchers at once, one process each (default --threads 1): the same wall clock "
                          "under the same machine load, so noise hits them alike")
@@ -273,13 +301,16 @@ def main() -> None:
 
     checkpoints = [args.budget * f for f in (0.25, 0.5, 0.75, 1.0)]
     header = "| searcher | trials | " + " | ".join(f"best val @ {c / 60:.1f} min" for c in checkpoints) + \
+             "".join(f" | test acc of the {c / 60:.3g}-min winner" for c in args.retrain_at) + \
              " | winner test acc (retrained once) |"
-    lines = [header, "|" + "---|" * (len(checkpoints) + 3)]
+    lines = [header, "|" + "---|" * (len(checkpoints) + len(args.retrain_at) + 3)]
     for name, r in results.items():
         at = [max((v for t, v in r["curve"] if t <= c), default=float("nan")) for c in checkpoints]
         states = ", ".join(f"{v} {k}" for k, v in r.get("states", {}).items())
         lines.append(f"| {name} | {r['n_trials']}{f' ({states})' if states else ''} | " +
-                     " | ".join(f"{v:.4f}" for v in at) + f" | {r.get('test_acc', float('nan')):.4f} |")
+                     " | ".join(f"{v:.4f}" for v in at) +
+                     "".join(f" | {r.get('test_at', {}).get(str(c), float('nan')):.4f}" for c in args.retrain_at) +
+                     f" | {r.get('test_acc', float('nan')):.4f} |")
     table = "\n".join(lines)
     print(table)
     first = next(iter(results.values()))
