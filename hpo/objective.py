@@ -24,6 +24,7 @@ from hpo.data import Splits
 TRAINING_PARAMS = {"learning_rate", "batch_size", "optimizer", "momentum", "clipnorm", "lr_schedule"}
 DEFAULTS = {"learning_rate": 1e-3, "batch_size": 32, "optimizer": "adam", "lr_schedule": "constant"}
 VAL_BATCH = 1024
+PREFETCH = 2  # batches made ahead of the training step (tf.data's autotuner is off: see datasets())
 
 
 class TrainingDiverged(Exception):
@@ -148,14 +149,23 @@ def _callback_class():
 
 
 def datasets(splits: Splits, batch_size: int, seed: int):
-    """In-memory tf.data pipelines: shuffled training batches and fixed validation batches, prefetched."""
+    """In-memory tf.data pipelines: shuffled training batches and fixed validation batches, prefetched.
+
+    tf.data's autotuner is off and the prefetch is a fixed :data:`PREFETCH` batches. With it on, each
+    epoch's new iterator waited for the old iterator's autotune thread, which sleeps up to a minute
+    between rounds: 18-29 s with no CPU use before the first batch of every epoch after the first
+    (1-thread trials on 48,000 images; ``benchmarks/pipeline.py`` measures it). The data are tensors
+    in memory, so there is nothing for the autotuner to tune.
+    """
     import tensorflow as tf
 
+    options = tf.data.Options()
+    options.autotune.enabled = False
     train = (tf.data.Dataset.from_tensor_slices((splits.x_train, splits.y_train))
              .shuffle(len(splits.y_train), seed=seed, reshuffle_each_iteration=True)
-             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+             .batch(batch_size).prefetch(PREFETCH).with_options(options))
     val = tf.data.Dataset.from_tensor_slices((splits.x_val, splits.y_val)).batch(VAL_BATCH).cache() \
-        .prefetch(tf.data.AUTOTUNE)
+        .prefetch(PREFETCH).with_options(options)
     return train, val
 
 

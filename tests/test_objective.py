@@ -124,3 +124,21 @@ def test_final_fit_trains_on_train_and_val_for_fixed_epochs_without_validation(t
     assert "val_accuracy" not in r.history and math.isnan(r.best_val_accuracy)
     r.model = None
     release()
+
+
+def test_pipelines_run_without_the_tf_data_autotuner_and_yield_every_example_once_per_epoch(tiny):
+    # With the autotuner on, each epoch's new iterator waited up to a minute for the old one's
+    # autotune thread (benchmarks/pipeline.py); the pipelines must keep it off.
+    import numpy as np
+
+    from hpo.objective import datasets
+
+    _, splits = tiny()
+    train, val = datasets(splits, batch_size=32, seed=0)
+    for ds in (train, val):
+        assert ds.options().autotune.enabled is False
+    epochs = [np.concatenate([y.numpy() for _, y in train]) for _ in range(2)]
+    for labels in epochs:  # every training example once per epoch, in a new order each epoch
+        assert sorted(labels.tolist()) == sorted(splits.y_train.tolist())
+    assert not np.array_equal(epochs[0], epochs[1])
+    assert sum(len(y) for _, y in val) == len(splits.y_val)
