@@ -315,7 +315,8 @@ def main() -> None:
     print(table)
     first = next(iter(results.values()))
     layout = (f"all {len(results)} at once, {args.threads} TensorFlow thread(s) each" if args.parallel
-              else f"one after another, {args.threads or os.cpu_count()} TensorFlow threads")
+              else f"one after another, {args.threads or os.cpu_count()} TensorFlow threads"
+              + ("; hpo: its study file's workers" if "hpo" in results and not args.threads else ""))
     meta = (f"Fashion-MNIST, {first['n_train']} train / {first['n_val']} val images, budget {args.budget:.0f}s "
             f"per searcher ({layout}, {os.cpu_count()} cores), max {first['epochs']} epochs per trial; each winner "
             f"retrained once on {'training + validation' if args.final_fit == 'train+val' else 'training'} images")
