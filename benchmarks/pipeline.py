@@ -58,8 +58,10 @@ def lane(args) -> dict:
     model = compile_model("fashion_cnn", params, splits, epochs=args.epochs)
 
     class Timer(keras.callbacks.Callback):
-        epoch_s: list[float] = []
-        wait_s: list[float] = []
+        def __init__(self):
+            super().__init__()
+            self.epoch_s: list[float] = []
+            self.wait_s: list[float] = []
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0, self.first = time.perf_counter(), None
@@ -74,8 +76,9 @@ def lane(args) -> dict:
             print(f"  {args.lane:8s} epoch {epoch + 1}: {self.epoch_s[-1]:6.1f} s, first batch after "
                   f"{self.first:5.1f} s, val_accuracy {logs['val_accuracy']:.4f}", flush=True)
 
-    model.fit(train, validation_data=val, epochs=args.epochs, verbose=0, callbacks=[Timer()])
-    return {"epoch_s": Timer.epoch_s, "wait_s": Timer.wait_s, "n_train": len(splits.y_train)}
+    timer = Timer()
+    model.fit(train, validation_data=val, epochs=args.epochs, verbose=0, callbacks=[timer])
+    return {"epoch_s": timer.epoch_s, "wait_s": timer.wait_s, "n_train": len(splits.y_train)}
 
 
 def main() -> None:
