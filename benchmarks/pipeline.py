@@ -30,21 +30,12 @@ def lane(args) -> dict:
 
     configure_tensorflow(threads=1)
     import keras
-    import numpy as np
     import tensorflow as tf
 
-    from hpo import data
     from hpo.objective import VAL_BATCH, compile_model, datasets
+    from throughput import bench_splits  # the same data as the throughput benchmark
 
-    if args.synthetic:
-        rng = np.random.default_rng(0)
-        n = args.train + 2000
-        raw = data.Raw(rng.integers(0, 255, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n),
-                       rng.integers(0, 255, (10, 28, 28, 1), dtype=np.uint8), np.arange(10),
-                       data.FASHION_CLASSES, "synthetic")
-        splits = data.load_splits("fashion_mnist", raw=raw, val_fraction=2000 / n, seed=0)
-    else:
-        splits = data.load_splits("fashion_mnist", seed=0, max_train_samples=args.train)
+    splits = bench_splits(args.train, synthetic=args.synthetic)
     params = {"variant": "extended", "filters": 32, "batch_norm": True, "dropout": 0.25, "l2": 1e-6,
               "learning_rate": 1e-3, "batch_size": args.batch_size, "optimizer": "adam", "lr_schedule": "cosine"}
     if args.lane == "hpo":

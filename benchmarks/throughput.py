@@ -20,6 +20,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+def bench_splits(n_train: int, *, synthetic: bool):
+    """``n_train`` Fashion-MNIST training images (or random ones, with 2,000 validation images), seed 0."""
+    import numpy as np
+
+    from hpo import data
+
+    if not synthetic:
+        return data.load_splits("fashion_mnist", seed=0, max_train_samples=n_train)
+    rng = np.random.default_rng(0)
+    n = n_train + 2000
+    raw = data.Raw(rng.integers(0, 255, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n),
+                   rng.integers(0, 255, (10, 28, 28, 1), dtype=np.uint8), np.arange(10),
+                   data.FASHION_CLASSES, "synthetic")
+    return data.load_splits("fashion_mnist", raw=raw, val_fraction=2000 / n, seed=0, max_train_samples=n_train)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", type=int, default=12000, help="training images")
@@ -32,23 +48,13 @@ def main() -> None:
     ap.add_argument("--synthetic", action="store_true", help="random images instead of Fashion-MNIST")
     args = ap.parse_args()
 
-    from hpo import data, models
+    from hpo import models
     from hpo.objective import configure_tensorflow, make_optimizer, release, train
 
     configure_tensorflow(threads=args.threads)
     import keras
-    import numpy as np
 
-    if args.synthetic:
-        rng = np.random.default_rng(0)
-        n = args.train + 2000
-        raw = data.Raw(rng.integers(0, 255, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n),
-                       rng.integers(0, 255, (10, 28, 28, 1), dtype=np.uint8), np.arange(10),
-                       data.FASHION_CLASSES, "synthetic")
-        splits = data.load_splits("fashion_mnist", raw=raw, val_fraction=2000 / n, seed=0,
-                                  max_train_samples=args.train)
-    else:
-        splits = data.load_splits("fashion_mnist", seed=0, max_train_samples=args.train)
+    splits = bench_splits(args.train, synthetic=args.synthetic)
     params = {"variant": args.variant, "filters": args.filters, "dropout": 0.25, "learning_rate": 1e-3,
               "batch_size": args.batch_size, "optimizer": "adam"}
     n_train = len(splits.y_train)
