@@ -293,6 +293,11 @@ class Objective:
             if result.stop_reason == "pruned":
                 raise optuna.TrialPruned(f"pruned at epoch {len(result.epoch_seconds)}")
             return result.best_val_accuracy
+        except (optuna.TrialPruned, TrainingDiverged):
+            raise
+        except Exception as e:  # out of memory, a TensorFlow error: this trial fails, the study goes on
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
+            raise
         finally:
             if result is not None:
                 result.model = None

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-workers", type=int,
                    help="worker processes on this machine sharing the study, the cores split between them "
                         "(default: the study file's `workers`)")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set by --n-workers for its children
+    p.add_argument("--worker", type=int, metavar="INDEX", help=argparse.SUPPRESS)  # set by --n-workers for its children
     p.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow and Optuna logs")
     return p
 
@@ -74,14 +74,16 @@ def main(argv: list[str] | None = None) -> int:
             max_train_samples=args.max_train_samples, seed=args.seed, data_dir=args.data_dir,
             name=args.study_name, threads=args.threads, workers=args.n_workers,
             use_warm_start=False if args.no_warm_start else None)
-        n_workers = 1 if args.worker else cfg.workers  # a started worker never starts workers itself
+        n_workers = 1 if args.worker is not None else cfg.workers  # a started worker never starts workers itself
         study.run(cfg, verbose=args.verbose, n_workers=n_workers, worker=args.worker)
         return 0
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("interrupted: finished trials are saved; run the same command again to resume", file=sys.stderr)
+        if args.worker is None:  # workers leave the message to the process that started them
+            print("interrupted: finished trials are saved and the running ones re-queued; run the same command "
+                  "again to resume", file=sys.stderr)
         return 130
 
 

@@ -36,6 +36,7 @@ PRUNERS: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
     "none": optuna.pruners.NopPruner,
 }
 HEARTBEAT_SECONDS = int(os.environ.get("HPO_HEARTBEAT_SECONDS", "10"))
+WORKER_GRACE_SECONDS = 30  # after Ctrl-C: how long workers get to store their interrupted trials
 DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 _RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
 
@@ -177,11 +178,15 @@ def enable_sqlite_wal(storage: optuna.storages.BaseStorage) -> None:
         con.exec_driver_sql("PRAGMA journal_mode=WAL")
 
 
-def make_sampler(cfg: Any, *, n_existing_trials: int = 0) -> optuna.samplers.BaseSampler:
+def make_sampler(cfg: Any, *, n_existing_trials: int = 0, worker_index: int | None = None
+                 ) -> optuna.samplers.BaseSampler:
     """The configured sampler, seeded from the study seed.
 
     A resumed run offsets the seed by the trials already stored: with the plain study seed it
-    would replay the first run's random start-up draws and repeat configurations.
+    would replay the first run's random start-up draws and repeat configurations. Worker processes
+    (``worker_index``, set by ``--n-workers``) start together and see the same stored trials, so
+    each also mixes in its index: with one seed they would all draw the same configurations.
+    (Parallel TPE's ``constant_liar`` is Optuna 5's default.)
     """
     cls = SAMPLERS[cfg.sampler.name]
     kwargs = dict(cfg.sampler.options)
@@ -190,7 +195,10 @@ def make_sampler(cfg: Any, *, n_existing_trials: int = 0) -> optuna.samplers.Bas
     if "seed" in inspect.signature(cls).parameters:
         from hpo.objective import trial_seed
 
-        kwargs.setdefault("seed", trial_seed(cfg.seed, n_existing_trials) if n_existing_trials else cfg.seed)
+        seed = trial_seed(cfg.seed, n_existing_trials) if n_existing_trials else cfg.seed
+        if worker_index is not None:
+            seed = trial_seed(seed, 10_000 + worker_index)
+        kwargs.setdefault("seed", seed)
     try:
         return cls(**kwargs)
     except ImportError as e:
@@ -217,8 +225,12 @@ def count_done(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=DONE_STATES))
 
 
-def open_study(cfg: Any, *, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
-    """Create or load the study, store the resolved config, enqueue warm starts on creation."""
+def open_study(cfg: Any, *, storage: optuna.storages.BaseStorage | None = None,
+               worker_index: int | None = None) -> optuna.Study:
+    """Create or load the study, store the resolved config, enqueue warm starts on creation.
+
+    ``worker_index``: this process is one of ``--n-workers`` workers (see ``make_sampler``).
+    """
     storage = storage or make_storage(cfg.storage)
     try:
         study = optuna.create_study(study_name=cfg.name, storage=storage, sampler=make_sampler(cfg),
@@ -230,8 +242,8 @@ def open_study(cfg: Any, *, storage: optuna.storages.BaseStorage | None = None) 
         raise UserError(f"storage {describe_storage(cfg.storage)}: cannot open study {cfg.name!r} "
                         f"({type(e).__name__}: {msg})") from None
     n_existing = len(study.get_trials(deepcopy=False))
-    if n_existing:
-        study.sampler = make_sampler(cfg, n_existing_trials=n_existing)
+    if n_existing or worker_index is not None:
+        study.sampler = make_sampler(cfg, n_existing_trials=n_existing, worker_index=worker_index)
     resolved = cfg.to_dict()
     stored = study.user_attrs.get("config")
     if stored is not None and stored.get("space") != resolved["space"]:
@@ -262,11 +274,14 @@ def _fmt(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def run(cfg: Any, *, verbose: bool = False, n_workers: int = 1, worker: bool = False, out=None) -> optuna.Study:
+def run(cfg: Any, *, verbose: bool = False, n_workers: int = 1, worker: int | None = None,
+        out=None) -> optuna.Study:
     """Load data, open the study, run the missing trials, print a summary. Returns the study.
 
     With ``n_workers > 1`` this process opens the study, then starts that many worker processes
-    (the same command with ``--worker``), each limited to its share of the cores.
+    (the same command with ``--worker INDEX``), each limited to its share of the cores.
+    ``worker``: this process is such a worker (its index). Raises ``WorkersFailed`` after the
+    summary when a worker exited with an error.
     """
     out = out or sys.stdout
     from hpo import data
@@ -282,23 +297,34 @@ def run(cfg: Any, *, verbose: bool = False, n_workers: int = 1, worker: bool = F
     splits = data.load_splits(cfg.dataset, data_dir=cfg.data.data_dir, val_fraction=cfg.data.val_fraction,
                               seed=cfg.seed, normalization=cfg.data.normalization,
                               max_train_samples=cfg.data.max_train_samples)
-    if not worker:
+    parent = worker is None
+    if parent:
         print(f"data: {cfg.dataset} from {splits.source}: {len(splits.y_train)} train / {len(splits.y_val)} val "
               f"images, {splits.input_shape}, {cfg.data.normalization} normalization", file=out)
+    failed: list[int] = []
     if n_workers > 1:
         del splits
         study = open_study(cfg)
         _announce(study, cfg, out)
-        _run_workers(study, cfg, n_workers, verbose, out)
+        failed = _run_workers(study, cfg, n_workers, out)
     else:
         configure_tensorflow(threads=cfg.threads, verbose=verbose)
-        study = open_study(cfg)
-        if not worker:
+        study = open_study(cfg, worker_index=worker)
+        if parent:
             _announce(study, cfg, out)
-        work(study, Objective(cfg, splits), cfg, out=out, progress=not worker)
-    if not worker:
+        work(study, Objective(cfg, splits), cfg, out=out, progress=parent)
+    if parent:
         print_summary(study, cfg, out=out)
+    if failed:
+        raise WorkersFailed(f"worker exit codes {failed}: see the worker's messages above; finished trials are "
+                            "saved, run the same command again to complete the study")
     return study
+
+
+class WorkersFailed(UserError):
+    """A worker process of ``--n-workers`` exited with an error (exit code 1: not bad input)."""
+
+    exit_code = 1
 
 
 def _announce(study: optuna.Study, cfg: Any, out) -> None:
@@ -312,25 +338,39 @@ def _announce(study: optuna.Study, cfg: Any, out) -> None:
         print(f"resuming: {done} trials finished, running {cfg.budget.n_trials - done} more", file=out)
 
 
-def _run_workers(study: optuna.Study, cfg: Any, n_workers: int, verbose: bool, out) -> None:
+def _run_workers(study: optuna.Study, cfg: Any, n_workers: int, out) -> list[int]:
+    """Run ``n_workers`` worker processes to the end; returns the exit codes of those that failed.
+
+    Ctrl-C reaches the workers too (one process group); a plain SIGINT to this process alone is passed
+    on. Either way each worker gets time to store its interrupted trial (and re-queue it) before
+    it is terminated.
+    """
+    import signal
     import subprocess
 
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // n_workers)
     argv = [a for a in sys.argv[1:]]
     argv = drop_flag(argv, "--n-workers")
     argv = drop_flag(argv, "--threads")
-    cmd = [sys.executable, "-m", "hpo.run", *argv, "--worker", "--threads", str(threads),
+    cmd = [sys.executable, "-m", "hpo.run", *argv, "--threads", str(threads),
            "--study-name", cfg.name, "--storage", cfg.storage, "--n-trials", str(cfg.budget.n_trials)]
     print(f"starting {n_workers} workers x {threads} TensorFlow threads", file=out, flush=True)
-    procs = [subprocess.Popen(cmd, stdout=out if out is not sys.stdout else None) for _ in range(n_workers)]
+    procs = [subprocess.Popen([*cmd, "--worker", str(i)], stdout=out if out is not sys.stdout else None)
+             for i in range(n_workers)]
     try:
         codes = [p.wait() for p in procs]
     except KeyboardInterrupt:
         for p in procs:
-            p.terminate()
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        deadline = time.time() + WORKER_GRACE_SECONDS
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                p.terminate()
         raise
-    if any(codes):
-        print(f"warning: worker exit codes {codes}; finished trials are saved, rerun to complete", file=out)
+    return [c for c in codes if c]
 
 
 def drop_flag(argv: list[str], flag: str) -> list[str]:
@@ -403,12 +443,14 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
     Each missing trial is first reserved as a WAITING trial; a worker only ever runs a reserved
     one, taken under ``StudyLock``. So several workers (or machines) end with exactly
     ``n_trials``, and a trial that a crash left RUNNING is failed by the heartbeat and its
-    re-queued copy is run by whoever is still working.
+    re-queued copy is run by whoever is still working. A trial stopped by Ctrl-C is stored as
+    failed (Optuna) and re-queued with the same parameters, so the next run repeats it (a warm start
+    is not lost). A trial that raises fails with its reason and the study goes on (up to
+    ``max(3, n_trials)`` failures in one run).
     """
     from tqdm import tqdm
 
     from hpo.dashboard import publish_study_curves
-    from hpo.objective import TrainingDiverged
 
     out = out or sys.stdout
     n = cfg.budget.n_trials
@@ -436,7 +478,10 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
 
     lock = StudyLock(cfg.storage, study.study_name)
 
+    current: list[int] = []  # the number of the trial this process is running
+
     def reserved_objective(trial: optuna.Trial) -> float:
+        current[:] = [trial.number]
         lock.release()  # ask() has popped our reserved trial: others may look at the queue now
         return objective(trial)
 
@@ -464,7 +509,13 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
                     if waiting == 0:
                         study.enqueue_trial({})
                     # Still holding the lock: ask() inside optimize pops a reserved trial, never a new one.
-                    study.optimize(reserved_objective, n_trials=1, callbacks=[on_trial], catch=(TrainingDiverged,))
+                    current.clear()
+                    try:
+                        study.optimize(reserved_objective, n_trials=1, callbacks=[on_trial], catch=(Exception,))
+                    except KeyboardInterrupt:
+                        if current:
+                            requeue_interrupted(study, current[0])
+                        raise
                     continue
             finally:
                 lock.release()
@@ -474,6 +525,18 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
     finally:
         bar.close()
     print(f"ran for {time.time() - started:.0f}s", file=out)
+
+
+def requeue_interrupted(study: optuna.Study, number: int) -> None:
+    """Queue a copy of trial ``number`` (failed by an interrupt) to run again, keeping its warm-start mark."""
+    trial = study.get_trials(deepcopy=False)[number]
+    if trial.state != TrialState.FAIL:
+        return
+    attrs = {"retry_of": number}
+    if trial.user_attrs.get("warm_start"):
+        attrs["warm_start"] = True
+    # An enqueued trial's fixed parameters too: it may have been stopped before suggesting them all.
+    study.enqueue_trial({**trial.params, **trial.system_attrs.get("fixed_params", {})}, user_attrs=attrs)
 
 
 def state_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:

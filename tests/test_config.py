@@ -85,7 +85,7 @@ def test_warm_starts_are_enqueued_first_unless_turned_off(tmp_path):
     ("", [], 1),                                  # one worker unless the study file asks for more
     ("workers = 2", [], 2),                       # the study file's workers
     ("workers = 2", ["--n-workers", "3"], 3),     # the flag wins
-    ("workers = 2", ["--worker"], 1),             # a started worker never starts workers itself
+    ("workers = 2", ["--worker", "0"], 1),             # a started worker never starts workers itself
 ])
 def test_workers_come_from_the_study_file_unless_a_flag_says(tmp_path, monkeypatch, study_extra, flags, expected):
     from hpo import run, study

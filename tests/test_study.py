@@ -1,0 +1,90 @@
+"""The study loop (hpo/study.py) with stand-in objectives: no training, so these are fast."""
+
+from __future__ import annotations
+
+import io
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpo import config
+from hpo import study as study_mod
+from tests.conftest import WARM_START, WARM_START_PARAMS, write_study
+
+
+def _draws(sampler: optuna.samplers.BaseSampler, n: int = 4) -> list[float]:
+    s = optuna.create_study(sampler=sampler)
+    return [s.ask().suggest_float("x", 0.0, 1.0) for _ in range(n)]
+
+
+def test_workers_started_together_draw_different_configurations(tmp_path):
+    cfg = config.load_study(str(write_study(tmp_path)))
+    # Two workers open the study at the same moment and see the same 4 stored trials.
+    w0, w0_again, w1 = (study_mod.make_sampler(cfg, n_existing_trials=4, worker_index=i) for i in (0, 0, 1))
+    assert _draws(w0) == _draws(w0_again)      # still reproducible per worker
+    assert _draws(w0) != _draws(w1)            # but not the same configurations in both
+
+
+def test_ctrl_c_requeues_the_running_trial_so_a_warm_start_is_not_lost(tmp_path):
+    cfg = config.load_study(str(write_study(tmp_path, study_extra=WARM_START, n_trials=2)))
+    study = study_mod.open_study(cfg)
+
+    def interrupted(trial: optuna.Trial) -> float:
+        trial.suggest_int("filters", 2, 4)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        study_mod.work(study, interrupted, cfg, out=io.StringIO(), progress=False)
+    first, copy = study.get_trials(deepcopy=False)
+    assert first.state == TrialState.FAIL  # Optuna stores the interrupted trial as failed
+    assert copy.state == TrialState.WAITING and copy.user_attrs == {"retry_of": 0, "warm_start": True}
+    assert copy.system_attrs["fixed_params"] == WARM_START_PARAMS
+
+    seen = []
+
+    def objective(trial: optuna.Trial) -> float:
+        seen.append({k: trial.suggest_int(k, 2, 4) if k == "filters" else trial.suggest_float(k, 0.0, 1.0, log=False)
+                     for k in ("filters", "dropout")})
+        return 0.5
+
+    study_mod.work(study_mod.open_study(cfg), objective, cfg, out=io.StringIO(), progress=False)  # the rerun
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert seen[0] == {"filters": 3, "dropout": 0.1}  # the warm start ran first, as queued
+
+
+def test_a_trial_that_raises_fails_with_its_reason_and_the_study_goes_on(tmp_path, monkeypatch, data_dir):
+    from hpo import data, objective
+
+    cfg = config.load_study(str(write_study(tmp_path, n_trials=2)))
+    splits = data.load_splits("mnist", data_dir=data_dir, val_fraction=0.25, seed=1, normalization="unit",
+                              max_train_samples=100)
+    calls = []
+
+    def train(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError("out of memory while allocating a 9 GB tensor")
+        return objective_train(*args, **kwargs)
+
+    objective_train = objective.train
+    monkeypatch.setattr(objective, "train", train)
+    out = io.StringIO()
+    study = study_mod.open_study(cfg)
+    study_mod.work(study, objective.Objective(cfg, splits), cfg, out=out, progress=False)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]  # the failure did not stop it
+    assert study.trials[0].user_attrs["fail_reason"] == "MemoryError: out of memory while allocating a 9 GB tensor"
+    assert "reason: MemoryError: out of memory" in out.getvalue()
+
+
+def test_a_failed_worker_makes_the_run_exit_1_after_the_summary(tmp_path, monkeypatch, capsys, data_dir):
+    from hpo import run
+
+    monkeypatch.setattr(study_mod, "_run_workers", lambda study, cfg, n, out: [1])
+    p = write_study(tmp_path, study_extra="workers = 2")
+    assert run.main(["--study", str(p), "--data-dir", str(data_dir)]) == 1
+    out, err = capsys.readouterr()
+    assert "trials: none" in out and "report:" in out  # the summary still printed
+    assert err.startswith("error: worker exit codes [1]") and err.count("\n") == 1
