@@ -60,6 +60,10 @@ def main() -> int:
     if len(rss) < 20:
         print("need at least 20 trials for the verdict")
         return 0
+    failed = [t.number for t in study.trials if t.state != optuna.trial.TrialState.COMPLETE]
+    if failed:  # flat memory means nothing if the trials did not train
+        print(f"trials {failed} did not complete (see their errors above): no verdict")
+        return 1
     base, tail = rss[9], rss[-10:]
     growth = (max(tail) - base) / base * 100
     verdict = "PASS" if growth < 5 else "FAIL"

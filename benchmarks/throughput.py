@@ -40,7 +40,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", type=int, default=12000, help="training images")
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="alternating rounds (even: each side goes first equally often)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--filters", type=int, default=32)
     ap.add_argument("--variant", default="extended", choices=["baseline", "extended"])

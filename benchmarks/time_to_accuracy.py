@@ -94,7 +94,9 @@ def _run_cli(args, cfg, budget: float) -> None:
         cmd += ["--threads", str(args.threads), "--n-workers", "1"]
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=sys.stderr, start_new_session=True)
     try:
-        p.wait(timeout=budget)
+        code = p.wait(timeout=budget)
+        if code:  # finished early with an error: say so, or the table would show a crash as "no trial"
+            print(f"warning: {' '.join(cmd[2:5])} exited with code {code} before its budget", file=sys.stderr)
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)  # the workers too; unfinished trials stay RUNNING and are not counted
         p.wait()
