@@ -519,8 +519,12 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
                     continue
             finally:
                 lock.release()
-            if not heartbeat:
-                break  # others' trials are running; without a heartbeat a crashed one cannot be adopted
+            if not heartbeat:  # others' trials are running; without a heartbeat a crashed one cannot be adopted
+                stuck = [t.number for t in trials if t.state == TrialState.RUNNING]
+                say(f"stopping: the rest of the budget is trials {stuck}, RUNNING in another process; if a crash left "
+                    "them, this storage has no heartbeat to re-queue them: raise --n-trials to run that many more, "
+                    "or use an SQLite/PostgreSQL storage (whose heartbeat re-queues them)")
+                break
             time.sleep(min(5.0, HEARTBEAT_SECONDS))  # wait for others' running trials (or their re-queued copies)
     finally:
         bar.close()

@@ -88,3 +88,14 @@ def test_a_failed_worker_makes_the_run_exit_1_after_the_summary(tmp_path, monkey
     out, err = capsys.readouterr()
     assert "trials: none" in out and "report:" in out  # the summary still printed
     assert err.startswith("error: worker exit codes [1]") and err.count("\n") == 1
+
+
+def test_journal_storage_names_the_running_trials_that_fill_the_budget(tmp_path):
+    cfg = config.load_study(str(write_study(tmp_path, n_trials=1)))
+    cfg = cfg.with_overrides(storage=f"journal:{tmp_path / 'j.log'}")
+    study = study_mod.open_study(cfg)
+    study.ask()  # a trial left RUNNING, as by a crash (the journal has no heartbeat to fail it)
+    out = io.StringIO()
+    study_mod.work(study, lambda trial: pytest.fail("no room in the budget"), cfg, out=out, progress=False)
+    assert "trials [0], RUNNING in another process" in out.getvalue()
+    assert "raise --n-trials" in out.getvalue()
