@@ -249,12 +249,42 @@ def open_study(cfg: Any, *, storage: optuna.storages.BaseStorage | None = None,
     if stored is not None and stored.get("space") != resolved["space"]:
         raise UserError(f"study {cfg.name!r} in {describe_storage(cfg.storage)} was created with another search "
                         f"space than {cfg.space.path}; pass --study-name NEW to start a new study")
+    if stored is not None:
+        _check_same_protocol(stored, json.loads(json.dumps(resolved, default=str)), cfg)
     enable_sqlite_wal(storage)
     if stored is None and cfg.use_warm_start:
         for params in cfg.warm_start:
             study.enqueue_trial(dict(params), user_attrs={"warm_start": True}, skip_if_exists=True)
     study.set_user_attr("config", json.loads(json.dumps(resolved, default=str)))
     return study
+
+
+# What makes trials comparable: a resumed study must train and validate its new trials the same way.
+PROTOCOL_KEYS = ("dataset", "model", "seed", "data.normalization", "data.val_fraction", "data.max_train_samples",
+                 "budget.epochs", "early_stopping")
+_FLAGS = {"seed": "--seed", "data.max_train_samples": "--max-train-samples", "budget.epochs": "--epochs"}
+
+
+def _check_same_protocol(stored: dict, resolved: dict, cfg: Any) -> None:
+    """Refuse to add trials run under another protocol (epochs, data, seed, ...) to a stored study."""
+    def get(d: dict, key: str) -> Any:
+        for part in key.split("."):
+            if not isinstance(d, dict) or part not in d:
+                return _MISSING
+            d = d[part]
+        return d
+
+    for key in PROTOCOL_KEYS:
+        before, now = get(stored, key), get(resolved, key)
+        if before is not _MISSING and before != now:
+            how = f"pass {_FLAGS[key]} {before}" if key in _FLAGS and before is not None else \
+                f"use the study file it was created with"
+            raise UserError(f"study {cfg.name!r} in {describe_storage(cfg.storage)} was created with {key} = "
+                            f"{before!r}, this run has {now!r}; its trials would not be comparable: {how}, "
+                            "or --study-name NEW to start a new study")
+
+
+_MISSING = object()
 
 
 def trial_line(trial: optuna.trial.FrozenTrial) -> str:

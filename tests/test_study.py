@@ -99,3 +99,21 @@ def test_journal_storage_names_the_running_trials_that_fill_the_budget(tmp_path)
     study_mod.work(study, lambda trial: pytest.fail("no room in the budget"), cfg, out=out, progress=False)
     assert "trials [0], RUNNING in another process" in out.getvalue()
     assert "raise --n-trials" in out.getvalue()
+
+
+def test_resuming_under_another_protocol_is_refused_and_the_study_kept(tmp_path):
+    from hpo.errors import UserError
+
+    cfg = config.load_study(str(write_study(tmp_path)))
+    study = study_mod.open_study(cfg)
+    study.enqueue_trial({"filters": 3})
+    stored = dict(study.user_attrs["config"])
+    for change, message in [({"epochs": 5}, "budget.epochs = 2, this run has 5; .*: pass --epochs 2, or --study-name"),
+                            ({"seed": 3}, "seed = 1, this run has 3"),
+                            ({"max_train_samples": 100}, "data.max_train_samples = None, this run has 100")]:
+        with pytest.raises(UserError, match=message):
+            study_mod.open_study(cfg.with_overrides(**change))
+    again = study_mod.open_study(cfg.with_overrides(n_trials=9, threads=1))  # budget size and threads may change
+    assert len(again.trials) == 1
+    assert {k: v for k, v in again.user_attrs["config"].items() if k not in ("budget", "threads")} == \
+        {k: v for k, v in stored.items() if k not in ("budget", "threads")}
