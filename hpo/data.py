@@ -177,11 +177,20 @@ def _load_image_folder(data_dir: Path | None) -> Raw:
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
+def _fingerprint(path: Path) -> str:
+    """The cache key of an image folder: every image's relative path, size and mtime (a folder's own
+    mtime does not change when an image inside a class folder does), or an archive's size and mtime."""
+    h = hashlib.sha1(str(path.resolve()).encode())
+    files = sorted(f for f in path.rglob("*") if f.suffix.lower() in _IMAGE_SUFFIXES) if path.is_dir() else [path]
+    for f in files:
+        st = f.stat()
+        h.update(f"\n{f.relative_to(path) if f != path else ''}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
 def _load_image_folder_path(path: Path) -> Raw:
     """``train/<class>/*`` and ``test/<class>/*`` under ``path`` (a folder or a .tar.gz), cached as .npz."""
-    stat = path.stat()
-    key = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    cache = CACHE_DIR / f"image_folder-{key}.npz"
+    cache = CACHE_DIR / f"image_folder-{_fingerprint(path)}.npz"
     if cache.is_file():
         with np.load(cache) as f:
             return Raw(f["x_train"], f["y_train"], f["x_test"], f["y_test"],

@@ -74,6 +74,17 @@ def test_image_folder_from_dir_and_tar(tmp_path):
     np.testing.assert_array_equal(raw.y_train, raw2.y_train)
 
 
+def test_image_folder_cache_sees_an_image_added_inside_a_class_folder(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    _image_tree(root)
+    assert len(data.load_raw("image_folder", data_dir=root).y_train) == 6  # now cached
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "train" / "dog" / "new.png")  # root's mtime stays
+    raw = data.load_raw("image_folder", data_dir=root)
+    assert len(raw.y_train) == 7 and list(raw.y_train).count(1) == 4
+
+
 def test_empty_image_folder_is_one_clear_error(tmp_path):
     (tmp_path / "empty" / "train" / "cat").mkdir(parents=True)
     with pytest.raises(UserError, match="no images found under train"):
