@@ -57,6 +57,17 @@ def list_everything() -> None:
     print(f"pruners:  {', '.join(study.PRUNERS)}")
 
 
+def resolve(args: argparse.Namespace):
+    """The study file named by ``--study`` with the flags applied (a ``hpo.config.StudyConfig``)."""
+    from hpo import config
+
+    return config.load_study(args.study).with_overrides(
+        n_trials=args.n_trials, timeout=args.timeout, storage=args.storage, epochs=args.epochs,
+        max_train_samples=args.max_train_samples, seed=args.seed, data_dir=args.data_dir,
+        name=args.study_name, threads=args.threads, workers=args.n_workers,
+        use_warm_start=False if args.no_warm_start else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -67,13 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             list_everything()
             return 0
-        from hpo import config, study
+        from hpo import study
 
-        cfg = config.load_study(args.study).with_overrides(
-            n_trials=args.n_trials, timeout=args.timeout, storage=args.storage, epochs=args.epochs,
-            max_train_samples=args.max_train_samples, seed=args.seed, data_dir=args.data_dir,
-            name=args.study_name, threads=args.threads, workers=args.n_workers,
-            use_warm_start=False if args.no_warm_start else None)
+        cfg = resolve(args)
         n_workers = 1 if args.worker is not None else cfg.workers  # a started worker never starts workers itself
         study.run(cfg, verbose=args.verbose, n_workers=n_workers, worker=args.worker)
         return 0

@@ -336,7 +336,7 @@ def run(cfg: Any, *, verbose: bool = False, n_workers: int = 1, worker: int | No
         del splits
         study = open_study(cfg)
         _announce(study, cfg, out)
-        failed = _run_workers(study, cfg, n_workers, out)
+        failed = _run_workers(study, cfg, n_workers, out, verbose=verbose)
     else:
         configure_tensorflow(threads=cfg.threads, verbose=verbose)
         study = open_study(cfg, worker_index=worker)
@@ -368,7 +368,7 @@ def _announce(study: optuna.Study, cfg: Any, out) -> None:
         print(f"resuming: {done} trials finished, running {cfg.budget.n_trials - done} more", file=out)
 
 
-def _run_workers(study: optuna.Study, cfg: Any, n_workers: int, out) -> list[int]:
+def _run_workers(study: optuna.Study, cfg: Any, n_workers: int, out, *, verbose: bool = False) -> list[int]:
     """Run ``n_workers`` worker processes to the end; returns the exit codes of those that failed.
 
     Ctrl-C reaches the workers too (one process group); a plain SIGINT to this process alone is passed
@@ -379,13 +379,9 @@ def _run_workers(study: optuna.Study, cfg: Any, n_workers: int, out) -> list[int
     import subprocess
 
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // n_workers)
-    argv = [a for a in sys.argv[1:]]
-    argv = drop_flag(argv, "--n-workers")
-    argv = drop_flag(argv, "--threads")
-    cmd = [sys.executable, "-m", "hpo.run", *argv, "--threads", str(threads),
-           "--study-name", cfg.name, "--storage", cfg.storage, "--n-trials", str(cfg.budget.n_trials)]
     print(f"starting {n_workers} workers x {threads} TensorFlow threads", file=out, flush=True)
-    procs = [subprocess.Popen([*cmd, "--worker", str(i)], stdout=out if out is not sys.stdout else None)
+    procs = [subprocess.Popen(worker_command(cfg, i, threads=threads, verbose=verbose),
+                              stdout=out if out is not sys.stdout else None)
              for i in range(n_workers)]
     try:
         codes = [p.wait() for p in procs]
@@ -401,6 +397,19 @@ def _run_workers(study: optuna.Study, cfg: Any, n_workers: int, out) -> list[int
                 p.terminate()
         raise
     return [c for c in codes if c]
+
+
+def worker_command(cfg: Any, index: int, *, threads: int, verbose: bool = False) -> list[str]:
+    """The command line of worker ``index``: the study file again, with every setting that a flag can
+    override spelled out from ``cfg``, so a worker runs what this process resolved (however it was called)."""
+    cmd = [sys.executable, "-m", "hpo.run", "--study", cfg.source, "--study-name", cfg.name, "--storage", cfg.storage,
+           "--n-trials", str(cfg.budget.n_trials), "--epochs", str(cfg.budget.epochs), "--seed", str(cfg.seed),
+           "--threads", str(threads), "--worker", str(index)]
+    for flag, value in (("--timeout", cfg.budget.timeout), ("--max-train-samples", cfg.data.max_train_samples),
+                        ("--data-dir", cfg.data.data_dir)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    return cmd + (["-v"] if verbose else [])
 
 
 def drop_flag(argv: list[str], flag: str) -> list[str]:

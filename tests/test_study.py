@@ -82,7 +82,7 @@ def test_a_trial_that_raises_fails_with_its_reason_and_the_study_goes_on(tmp_pat
 def test_a_failed_worker_makes_the_run_exit_1_after_the_summary(tmp_path, monkeypatch, capsys, data_dir):
     from hpo import run
 
-    monkeypatch.setattr(study_mod, "_run_workers", lambda study, cfg, n, out: [1])
+    monkeypatch.setattr(study_mod, "_run_workers", lambda study, cfg, n, out, **kw: [1])
     p = write_study(tmp_path, study_extra="workers = 2")
     assert run.main(["--study", str(p), "--data-dir", str(data_dir)]) == 1
     out, err = capsys.readouterr()
@@ -117,3 +117,16 @@ def test_resuming_under_another_protocol_is_refused_and_the_study_kept(tmp_path)
     assert len(again.trials) == 1
     assert {k: v for k, v in again.user_attrs["config"].items() if k not in ("budget", "threads")} == \
         {k: v for k, v in stored.items() if k not in ("budget", "threads")}
+
+
+def test_a_worker_runs_what_its_parent_resolved_whoever_called_it(tmp_path, data_dir):
+    from hpo import run
+
+    cfg = config.load_study(str(write_study(tmp_path))).with_overrides(
+        epochs=1, max_train_samples=120, seed=5, timeout=30.0, data_dir=str(data_dir), name="n", n_trials=7)
+    cmd = study_mod.worker_command(cfg, 1, threads=3)  # built from cfg, not from this process's sys.argv
+    assert cmd[1:3] == ["-m", "hpo.run"]
+    args = run.build_parser().parse_args(cmd[3:])
+    again = run.resolve(args)
+    assert {**again.to_dict(), "threads": 0} == cfg.to_dict()
+    assert (args.worker, args.threads, args.verbose) == (1, 3, False)
