@@ -338,6 +338,8 @@ def run(cfg: Any, *, verbose: bool = False, n_workers: int = 1, worker: int | No
         _announce(study, cfg, out)
         failed = _run_workers(study, cfg, n_workers, out, verbose=verbose)
     else:
+        if not parent:
+            _interrupt_once()
         configure_tensorflow(threads=cfg.threads, verbose=verbose)
         study = open_study(cfg, worker_index=worker)
         if parent:
@@ -349,6 +351,21 @@ def run(cfg: Any, *, verbose: bool = False, n_workers: int = 1, worker: int | No
         raise WorkersFailed(f"worker exit codes {failed}: see the worker's messages above; finished trials are "
                             "saved, run the same command again to complete the study")
     return study
+
+
+def _interrupt_once() -> None:
+    """In a worker: the first SIGINT stops the trial (KeyboardInterrupt), later ones are ignored.
+
+    Ctrl-C reaches a worker twice (the terminal's, then the one its parent passes on): a second
+    KeyboardInterrupt would cut the storing and re-queueing of the interrupted trial short.
+    """
+    import signal
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
 
 
 class WorkersFailed(UserError):

@@ -196,3 +196,36 @@ def test_postgres_three_workers_record_every_trial_once(tmp_path, data_dir):
     assert len(_done(study)) == 12 and len(study.trials) == 12
     assert sorted(t.number for t in study.trials) == list(range(12))
     optuna.delete_study(study_name=name, storage=url)
+
+
+def test_ctrl_c_with_two_workers_requeues_their_trials_and_a_rerun_completes(tmp_path, data_dir):
+    study_file = write_study(tmp_path, n_trials=4)
+    storage = f"sqlite:///{tmp_path / 'tiny.db'}"
+    args = ["--study", str(study_file), "--data-dir", str(data_dir), "--epochs", "20", "--max-train-samples", "200",
+            "--n-workers", "2"]
+    p = _start(*args)
+    deadline = time.time() + 300
+    running = []
+    while time.time() < deadline and p.poll() is None and len(running) < 2:
+        try:
+            running = [t for t in _load(storage).get_trials() if t.state.name == "RUNNING" and t.intermediate_values]
+        except Exception:
+            running = []
+        time.sleep(0.1)
+    assert len(running) == 2, "never saw both workers mid-trial"
+    p.send_signal(signal.SIGINT)  # to the parent only: it passes the interrupt on to its workers
+    code, out, err = _finish(p, timeout=120)
+    assert code == 130 and err.count("interrupted:") == 1, err
+    study = _load(storage)
+    for t in running:
+        assert study.trials[t.number].state.name == "FAIL"  # Optuna stores an interrupted trial as failed
+        [copy] = [c for c in study.trials if c.user_attrs.get("retry_of") == t.number]
+        assert copy.state.name == "WAITING" and copy.system_attrs["fixed_params"] == t.params
+
+    code, out, err = _finish(_start(*args))  # the same command again
+    assert code == 0, err
+    study = _load(storage)
+    assert len(_done(study)) == 4
+    for t in running:  # each interrupted configuration ran again, to the end
+        [copy] = [c for c in study.trials if c.user_attrs.get("retry_of") == t.number]
+        assert copy.state.name in ("COMPLETE", "PRUNED") and copy.params == t.params
