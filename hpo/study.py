@@ -8,6 +8,7 @@ still missing; a heartbeat fails a trial that a crash left RUNNING and re-queues
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import sys
@@ -509,6 +510,9 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
     from hpo.dashboard import publish_study_curves
 
     out = out or sys.stdout
+    optimize_log = logging.getLogger("optuna.study._optimize")
+    if _no_interrupt_traceback not in optimize_log.filters:
+        optimize_log.addFilter(_no_interrupt_traceback)
     n = cfg.budget.n_trials
     deadline = time.time() + cfg.budget.timeout if cfg.budget.timeout else None
     heartbeat = isinstance(study._storage, optuna.storages._heartbeat.BaseHeartbeat)
@@ -571,6 +575,7 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
                     except KeyboardInterrupt:
                         if current:
                             requeue_interrupted(study, current[0])
+                            say(f"trial {current[0]:>3} interrupted: queued again with the same parameters")
                         raise
                     continue
             finally:
@@ -585,6 +590,11 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
     finally:
         bar.close()
     print(f"ran for {time.time() - started:.0f}s", file=out)
+
+
+def _no_interrupt_traceback(record: logging.LogRecord) -> bool:
+    """Optuna logs a trial stopped by Ctrl-C with the whole stack; the interrupt is no error: drop that record."""
+    return not (record.exc_info and record.exc_info[0] is KeyboardInterrupt)
 
 
 def requeue_interrupted(study: optuna.Study, number: int) -> None:

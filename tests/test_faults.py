@@ -216,6 +216,7 @@ def test_ctrl_c_with_two_workers_requeues_their_trials_and_a_rerun_completes(tmp
     p.send_signal(signal.SIGINT)  # to the parent only: it passes the interrupt on to its workers
     code, out, err = _finish(p, timeout=120)
     assert code == 130 and err.count("interrupted:") == 1, err
+    assert "Traceback" not in err and out.count("interrupted: queued again") == 2, out + err
     study = _load(storage)
     for t in running:
         assert study.trials[t.number].state.name == "FAIL"  # Optuna stores an interrupted trial as failed
