@@ -246,17 +246,18 @@ def open_study(cfg: Any, *, storage: optuna.storages.BaseStorage | None = None,
     if n_existing or worker_index is not None:
         study.sampler = make_sampler(cfg, n_existing_trials=n_existing, worker_index=worker_index)
     resolved = cfg.to_dict()
+    as_stored = json.loads(json.dumps(resolved, default=str))
     stored = study.user_attrs.get("config")
     if stored is not None and stored.get("space") != resolved["space"]:
         raise UserError(f"study {cfg.name!r} in {describe_storage(cfg.storage)} was created with another search "
                         f"space than {cfg.space.path}; pass --study-name NEW to start a new study")
     if stored is not None:
-        _check_same_protocol(stored, json.loads(json.dumps(resolved, default=str)), cfg)
+        _check_same_protocol(stored, as_stored, cfg)
     enable_sqlite_wal(storage)
     if stored is None and cfg.use_warm_start:
         for params in cfg.warm_start:
             study.enqueue_trial(dict(params), user_attrs={"warm_start": True}, skip_if_exists=True)
-    study.set_user_attr("config", json.loads(json.dumps(resolved, default=str)))
+    study.set_user_attr("config", as_stored)
     return study
 
 
