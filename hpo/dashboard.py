@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 
-from hpo.errors import OneLineParser, UserError
+from hpo.errors import OneLineParser, UserError, one_line
 
 CURVES_FIGURE_ID = "hpo-learning-curves"
 
@@ -79,7 +79,7 @@ def open_storage(url: str) -> Any:
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except Exception as e:
         raise UserError(f"storage {describe_storage(url)}: cannot open it ({type(e).__name__}: "
-                        f"{' '.join(str(e).split())[:160]})") from None
+                        f"{one_line(e, 160)})") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from hpo.errors import UserError, choices_hint
+from hpo.errors import UserError, choices_hint, one_line
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -265,7 +265,7 @@ def _download(name: str, tried: list[Path]) -> Raw:
         (xtr, ytr), (xte, yte) = getattr(keras.datasets, name).load_data()
     except Exception as e:
         raise UserError(f"dataset {name!r} not found (looked in: {where}; Keras download failed: "
-                        f"{' '.join(str(e).split())[:160]}). {spec.how_to_get}") from None
+                        f"{one_line(e, 160)}). {spec.how_to_get}") from None
     classes = {"fashion_mnist": FASHION_CLASSES, "cifar10": CIFAR10_CLASSES}.get(name, tuple(map(str, range(10))))
     return Raw(xtr, ytr, xte, yte, classes, f"keras download ({KERAS_CACHE})")
 

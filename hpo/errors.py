@@ -11,6 +11,12 @@ class UserError(Exception):
     exit_code = 2
 
 
+def one_line(e: BaseException | str, limit: int | None = 200) -> str:
+    """An error's text on one line (whitespace collapsed), cut to ``limit`` characters."""
+    text = " ".join(str(e).split())
+    return text if limit is None else text[:limit]
+
+
 def choices_hint(name: str, value: object, choices: object) -> str:
     return f"unknown {name} {value!r}; choose one of: {', '.join(sorted(map(str, choices)))}"
 

@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 
 from hpo import models
+from hpo.errors import one_line
 from hpo.data import Splits
 
 # Parameters consumed by training rather than by the model builder.
@@ -297,7 +298,7 @@ class Objective:
         except (optuna.TrialPruned, TrainingDiverged):
             raise
         except Exception as e:  # out of memory, a TensorFlow error: this trial fails, the study goes on
-            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {one_line(e, 300)}")
             raise
         finally:
             if result is not None:

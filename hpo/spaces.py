@@ -35,7 +35,7 @@ from optuna.distributions import (
     json_to_distribution,
 )
 
-from hpo.errors import UserError
+from hpo.errors import UserError, one_line
 
 _KEYS = {
     "float": {"type", "low", "high", "log", "step", "when"},
@@ -171,7 +171,7 @@ def parse_space(raw: Mapping[str, Any], *, name: str, path: str,
         try:
             dist = json_to_distribution(json.dumps(body))
         except (ValueError, TypeError, KeyError) as e:
-            raise UserError(f"{where}: {_one_line(e)}") from None
+            raise UserError(f"{where}: {one_line(e, None)}") from None
         when = _parse_when(entry.get("when"), where=where, seen=seen)
         param = Param(name=key, distribution=dist, when=when)
         params.append(param)
@@ -225,6 +225,3 @@ def _parse_when(raw: Any, *, where: str, seen: Mapping[str, Param]) -> dict[str,
         out[parent] = tuple(values)
     return out
 
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())

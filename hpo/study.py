@@ -19,7 +19,7 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import TrialState
 
-from hpo.errors import UserError
+from hpo.errors import UserError, one_line
 
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
@@ -150,7 +150,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
             url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
             grace_period=3 * HEARTBEAT_SECONDS, **{retry_kw: retry})
     except Exception as e:  # sqlalchemy/optuna raise many types for a bad database
-        msg = " ".join(str(e).split())[:200]
+        msg = one_line(e)
         raise UserError(f"storage {describe_storage(url)}: cannot open it ({type(e).__name__}: {msg}); "
                         "check the URL, the server and the file") from None
 
@@ -239,7 +239,7 @@ def open_study(cfg: Any, *, storage: optuna.storages.BaseStorage | None = None,
     except UserError:
         raise
     except Exception as e:
-        msg = " ".join(str(e).split())[:200]
+        msg = one_line(e)
         raise UserError(f"storage {describe_storage(cfg.storage)}: cannot open study {cfg.name!r} "
                         f"({type(e).__name__}: {msg})") from None
     n_existing = len(study.get_trials(deepcopy=False))
@@ -298,7 +298,7 @@ def trial_line(trial: optuna.trial.FrozenTrial) -> str:
         value = f"{trial.intermediate_values[step]:.4f}@epoch{step}"
     params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
     reason = trial.user_attrs.get("fail_reason", "")
-    extra = f"  reason: {' '.join(reason.split())[:120]}" if trial.state == TrialState.FAIL and reason else ""
+    extra = f"  reason: {one_line(reason, 120)}" if trial.state == TrialState.FAIL and reason else ""
     return f"trial {trial.number:>3} {trial.state.name:<8} val_acc={value:<14} {secs:6.1f}s  {params}{extra}"
 
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import optuna
 
-from hpo.errors import UserError
+from hpo.errors import UserError, one_line
 from hpo.report import collect as collect_mod
 from hpo.report import compare, figures, render, retrain
 
@@ -35,7 +35,7 @@ def open_existing_study(storage_url: str, name: str) -> optuna.Study:
         names = [s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)]
     except Exception as e:  # a database of another program, an unreachable server
         raise UserError(f"storage {where}: cannot list its studies ({type(e).__name__}: "
-                        f"{' '.join(str(e).split())[:200]})") from None
+                        f"{one_line(e)})") from None
     if name not in names:
         raise UserError(f"unknown study {name!r} in {where}; studies there: {', '.join(map(repr, names)) or '(none)'}"
                         "; pass --study-name with one of them")

@@ -18,7 +18,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.errors import UserError
+from hpo.errors import UserError, one_line
 
 TOP_K = 5
 BOUNDARY_MARGIN = 0.05  # within 5 % of either end of a range (log-scaled for log ranges)
@@ -311,7 +311,7 @@ def importances(study: optuna.Study) -> tuple[dict[str, float] | None, str]:
             imp = optuna.importance.get_param_importances(
                 study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
     except (ValueError, RuntimeError) as e:
-        return None, " ".join(str(e).split())[:200]
+        return None, one_line(e)
     if not imp:
         return None, "no parameter varies across the completed trials"
     return {k: float(v) for k, v in imp.items()}, ""

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import optuna
 
+from hpo.errors import one_line
 from hpo.report.collect import StudyData, TrialRow
 from hpo.report.compare import BestSummary, Row
 from hpo.report.retrain import RunResult
@@ -39,7 +40,7 @@ def _try(key: str, title: str, make: Callable[[], Any], note: str = "") -> Plot:
             warnings.simplefilter("ignore")
             fig = make()
     except Exception as e:  # Optuna raises several types for studies it cannot plot; show why instead
-        return Plot(key, title, None, f"not available: {' '.join(str(e).split())[:200]}")
+        return Plot(key, title, None, f"not available: {one_line(e)}")
     # width=None: fill the page (Optuna fixes some widths, e.g. 300 px per slice)
     fig.update_layout(template=TEMPLATE, margin=dict(l=60, r=30, t=50, b=50), width=None, autosize=True)
     return Plot(key, title, fig, note)
