@@ -334,6 +334,7 @@ def run(cfg: Any, *, verbose: bool = False, n_workers: int = 1, worker: int | No
         print(f"data: {cfg.dataset} from {splits.source}: {len(splits.y_train)} train / {len(splits.y_val)} val "
               f"images, {splits.input_shape}, {cfg.data.normalization} normalization", file=out)
     failed: list[int] = []
+    n_failed = 0
     if n_workers > 1:
         del splits
         study = open_study(cfg)
@@ -346,12 +347,15 @@ def run(cfg: Any, *, verbose: bool = False, n_workers: int = 1, worker: int | No
         study = open_study(cfg, worker_index=worker)
         if parent:
             _announce(study, cfg, out)
-        work(study, Objective(cfg, splits), cfg, out=out, progress=parent)
+        n_failed = work(study, Objective(cfg, splits), cfg, out=out, progress=parent)
     if parent:
         print_summary(study, cfg, out=out)
     if failed:
         raise WorkersFailed(f"worker exit codes {failed}: see the worker's messages above; finished trials are "
                             "saved, run the same command again to complete the study")
+    if n_failed:
+        raise TooManyFailures(f"stopped after {n_failed} failed trials in this run (their reasons are above); "
+                              "finished trials are saved: fix the cause and run the same command again")
     return study
 
 
@@ -372,6 +376,12 @@ def _interrupt_once() -> None:
 
 class WorkersFailed(UserError):
     """A worker process of ``--n-workers`` exited with an error (exit code 1: not bad input)."""
+
+    exit_code = 1
+
+
+class TooManyFailures(UserError):
+    """The run stopped because too many of its trials failed (exit code 1: not bad input)."""
 
     exit_code = 1
 
@@ -495,7 +505,7 @@ class StudyLock:
         return zlib.crc32(f"hpo:{self.name}".encode())
 
 
-def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progress: bool = True) -> None:
+def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progress: bool = True) -> int:
     """Run trials until the study holds ``n_trials`` finished (complete or pruned) ones.
 
     Each missing trial is first reserved as a WAITING trial; a worker only ever runs a reserved
@@ -504,7 +514,7 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
     re-queued copy is run by whoever is still working. A trial stopped by Ctrl-C is stored as
     failed (Optuna) and re-queued with the same parameters, so the next run repeats it (a warm start
     is not lost). A trial that raises fails with its reason and the study goes on (up to
-    ``max(3, n_trials)`` failures in one run).
+    ``max(3, n_trials)`` failures in one run). Returns the number of failures when it stopped for them, else 0.
     """
     from tqdm import tqdm
 
@@ -519,7 +529,7 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
     heartbeat = isinstance(study._storage, optuna.storages._heartbeat.BaseHeartbeat)
     bar = tqdm(total=max(0, n - count_done(study)), desc="trials", unit="trial", file=sys.stderr,
                dynamic_ncols=True, disable=not progress or (not sys.stderr.isatty() and os.environ.get("HPO_PROGRESS") != "1"))
-    started, failures = time.time(), 0
+    started, failures, too_many = time.time(), 0, 0
 
     def say(line: str) -> None:
         # One write per line: workers share the parent's stdout, and tqdm.write's two writes
@@ -553,6 +563,7 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
                 break
             if failures > max(3, n):
                 say(f"stopping: {failures} trials failed in this run; see the reasons above")
+                too_many = failures
                 break
             if heartbeat:
                 optuna.storages.fail_stale_trials(study)  # fails a crashed trial, re-queues a copy as WAITING
@@ -591,6 +602,7 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
     finally:
         bar.close()
     print(f"ran for {time.time() - started:.0f}s", file=out)
+    return too_many
 
 
 def _no_interrupt_traceback(record: logging.LogRecord) -> bool:
