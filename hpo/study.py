@@ -313,7 +313,7 @@ def run(cfg: Any, *, verbose: bool = False, n_workers: int = 1, worker: int | No
     With ``n_workers > 1`` this process opens the study, then starts that many worker processes
     (the same command with ``--worker INDEX``), each limited to its share of the cores.
     ``worker``: this process is such a worker (its index). Raises ``WorkersFailed`` after the
-    summary when a worker exited with an error.
+    summary when a worker exited with an error, ``TooManyFailures`` when this process stopped for failed trials.
     """
     out = out or sys.stdout
     from hpo import data
@@ -558,12 +558,12 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
 
     try:
         while True:
-            if deadline and time.time() >= deadline:
-                say(f"timeout: {cfg.budget.timeout:.0f}s reached; rerun the same command to continue")
-                break
             if failures > max(3, n):
                 say(f"stopping: {failures} trials failed in this run; see the reasons above")
                 too_many = failures
+                break
+            if deadline and time.time() >= deadline:
+                say(f"timeout: {cfg.budget.timeout:.0f}s reached; rerun the same command to continue")
                 break
             if heartbeat:
                 optuna.storages.fail_stale_trials(study)  # fails a crashed trial, re-queues a copy as WAITING

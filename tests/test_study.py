@@ -132,21 +132,22 @@ def test_a_worker_runs_what_its_parent_resolved_whoever_called_it(tmp_path, data
     assert (args.worker, args.threads, args.verbose) == (1, 3, False)
 
 
-def test_a_run_stopped_by_failing_trials_exits_with_an_error_after_its_summary(tmp_path, monkeypatch, data_dir):
+def test_a_run_stopped_by_failing_trials_exits_1_after_its_summary(tmp_path, monkeypatch, capsys, data_dir):
     from hpo import objective
+    from hpo import run as run_mod
 
     def train(*args, **kwargs):
         raise RuntimeError("the accelerator fell over")
 
     monkeypatch.setattr(objective, "train", train)
-    cfg = config.load_study(str(write_study(tmp_path, n_trials=1))).with_overrides(data_dir=str(data_dir))
-    out = io.StringIO()
-    with pytest.raises(study_mod.TooManyFailures, match="stopped after 4 failed trials") as e:
-        study_mod.run(cfg, out=out)
-    assert e.value.exit_code == 1  # not 0: nothing was found, and scripts must see that
-    text = out.getvalue()
-    assert text.count("reason: RuntimeError: the accelerator fell over") == 4
-    assert "stopping: 4 trials failed in this run" in text
-    assert text.index("stopping:") < text.index("ran for")  # the summary came before the error
+    path = write_study(tmp_path, n_trials=1)
+    rc = run_mod.main(["--study", str(path), "--data-dir", str(data_dir)])
+    out, err = capsys.readouterr()
+    assert rc == 1  # not 0: nothing was found, and scripts must see that
+    assert err.strip().splitlines()[-1].startswith("error: stopped after 4 failed trials in this run")
+    assert out.count("reason: RuntimeError: the accelerator fell over") == 4
+    assert "stopping: 4 trials failed in this run" in out
+    assert "trials: 4 fail" in out and "report:" in out  # the summary was printed before the error
+    cfg = config.load_study(str(path))
     stored = optuna.load_study(study_name=cfg.name, storage=cfg.storage)
     assert [t.state for t in stored.trials] == [TrialState.FAIL] * 4
