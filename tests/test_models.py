@@ -50,6 +50,16 @@ def test_family_baseline_is_seed002_and_extended_adds_conv_and_dropouts():
     assert sum(l.__class__.__name__ == "MaxPooling2D" for l in base.layers) == 2
 
 
+def test_family_double_has_two_convs_per_block_like_seed000():
+    dbl = models.build("fashion_cnn", (28, 28, 1), 10, variant="double", filters=32, dropout=0.25, batch_norm=True)
+    ref = models.build("seed000_fashion", (28, 28, 1), 10)
+    convs = lambda m: [l.filters for l in m.layers if l.__class__.__name__ == "Conv2D"]
+    assert convs(dbl) == convs(ref) == [32, 32, 64, 64]
+    assert sum(l.__class__.__name__ == "Dropout" for l in dbl.layers) == 3
+    assert sum(l.__class__.__name__ == "BatchNormalization" for l in dbl.layers) == 4
+    assert dbl.output_shape == (None, 10)
+
+
 ALL = [*models.REFERENCES, "fashion_baseline", "fashion_extended"]
 
 
