@@ -140,8 +140,13 @@ def test_dashboard_serves_a_study_while_workers_write_to_it(tmp_path, data_dir):
             time.sleep(0.3)
         out, err = workers.communicate()
         assert workers.returncode == 0, err
-        detail = _get_json(f"{base}/api/studies/{sid}?after=0")
-        finished = [t for t in detail["trials"] if t["state"] in ("Complete", "Pruned")]
+        deadline = time.time() + 15  # optuna-dashboard caches a study's trials for 2 s (its _storage.get_trials)
+        while True:
+            detail = _get_json(f"{base}/api/studies/{sid}?after=0")
+            finished = [t for t in detail["trials"] if t["state"] in ("Complete", "Pruned")]
+            if len(finished) == 10 or time.time() > deadline:
+                break
+            time.sleep(0.5)
         assert len(finished) == 10 and polls > 3 and len(seen) > 1  # it watched the study grow
         # the full curves are visible in the dashboard: a note per trial, and the study figure
         assert "val_accuracy" in detail["trials"][0]["note"]["body"]
