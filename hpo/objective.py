@@ -18,8 +18,8 @@ import numpy as np
 import optuna
 
 from hpo import models
-from hpo.errors import one_line
 from hpo.data import Splits
+from hpo.errors import one_line
 
 # Parameters consumed by training rather than by the model builder.
 TRAINING_PARAMS = {"learning_rate", "batch_size", "optimizer", "momentum", "clipnorm", "lr_schedule"}
