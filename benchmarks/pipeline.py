@@ -1,7 +1,7 @@
 """Input pipeline: hpo's (tf.data autotuner off, fixed prefetch) against tf.data's AUTOTUNE prefetch.
 
 The two train the same model on the same data at the same time, each in its own process with one
-TensorFlow thread: the default study's layout (2 workers x 1 thread), so machine noise hits both.
+TensorFlow thread: the --n-workers 2 layout (2 workers x 1 thread), so machine noise hits both.
 Prints each epoch's wall time and how long the epoch waited for its first batch; the ratio is
 taken over the epochs after the first (the first has no earlier iterator to wait for).
 
