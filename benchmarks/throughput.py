@@ -44,7 +44,7 @@ def main() -> None:
                     help="alternating rounds (even: each side goes first equally often)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--filters", type=int, default=32)
-    ap.add_argument("--variant", default="extended", choices=["baseline", "extended"])
+    ap.add_argument("--variant", default="extended", choices=["baseline", "extended", "double"])
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--synthetic", action="store_true", help="random images instead of Fashion-MNIST")
     args = ap.parse_args()
