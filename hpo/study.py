@@ -522,8 +522,8 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
 
     out = out or sys.stdout
     optimize_log = logging.getLogger("optuna.study._optimize")
-    if _no_interrupt_traceback not in optimize_log.filters:
-        optimize_log.addFilter(_no_interrupt_traceback)
+    if _drop_interrupt_records not in optimize_log.filters:
+        optimize_log.addFilter(_drop_interrupt_records)
     n = cfg.budget.n_trials
     deadline = time.time() + cfg.budget.timeout if cfg.budget.timeout else None
     heartbeat = isinstance(study._storage, optuna.storages._heartbeat.BaseHeartbeat)
@@ -605,9 +605,27 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
     return too_many
 
 
-def _no_interrupt_traceback(record: logging.LogRecord) -> bool:
-    """Optuna logs a trial stopped by Ctrl-C with the whole stack; the interrupt is no error: drop that record."""
-    return not (record.exc_info and record.exc_info[0] is KeyboardInterrupt)
+class _InterruptFilter(logging.Filter):
+    """Optuna logs a trial stopped by Ctrl-C as failed, with the whole stack, then "Trial N failed with value
+    None."; the interrupt is no error (the trial is re-queued and says so): drop both records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted: set[str] = set()  # "Trial N" of trials whose first record was dropped
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        words = record.getMessage().split(" ", 2)
+        trial = " ".join(words[:2])
+        if record.exc_info and record.exc_info[0] is KeyboardInterrupt:
+            self.interrupted.add(trial)
+            return False
+        if trial in self.interrupted and words[2:] and words[2].startswith("failed with value"):
+            self.interrupted.discard(trial)
+            return False
+        return True
+
+
+_drop_interrupt_records = _InterruptFilter()
 
 
 def requeue_interrupted(study: optuna.Study, number: int) -> None:
