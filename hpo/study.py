@@ -611,18 +611,14 @@ class _InterruptFilter(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.interrupted: set[str] = set()  # "Trial N" of trials whose first record was dropped
+        self.pending: str | None = None  # "Trial N failed with value": the record expected right after a dropped one
 
     def filter(self, record: logging.LogRecord) -> bool:
-        words = record.getMessage().split(" ", 2)
-        trial = " ".join(words[:2])
+        message, expected, self.pending = record.getMessage(), self.pending, None  # only the very next record
         if record.exc_info and record.exc_info[0] is KeyboardInterrupt:
-            self.interrupted.add(trial)
+            self.pending = " ".join(message.split(" ", 2)[:2]) + " failed with value"
             return False
-        if trial in self.interrupted and words[2:] and words[2].startswith("failed with value"):
-            self.interrupted.discard(trial)
-            return False
-        return True
+        return not (expected and message.startswith(expected))
 
 
 _drop_interrupt_records = _InterruptFilter()

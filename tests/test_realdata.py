@@ -26,5 +26,5 @@ def test_fashion_study_on_a_real_subset(tmp_path):
     study = optuna.load_study(study_name="fashion", storage=f"sqlite:///{db}")
     done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(done) == 2
-    # The first trial is the enqueued seed-002 configuration; one epoch on 2000 real images beats chance by far.
+    # The first trial is the enqueued warm start (the double variant); one epoch on 2000 real images beats chance.
     assert study.trials[0].user_attrs.get("warm_start") and study.trials[0].value > 0.5

@@ -65,6 +65,30 @@ def test_ctrl_c_requeues_the_running_trial_so_a_warm_start_is_not_lost(tmp_path)
     assert seen[0] == {"filters": 3, "dropout": 0.1}  # the warm start ran first, as queued
 
 
+def test_only_an_interrupt_hides_optunas_failed_trial_warnings(tmp_path):
+    cfg = config.load_study(str(write_study(tmp_path, n_trials=2)))
+    errors = iter([ValueError("bad value"), KeyboardInterrupt()])
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_int("filters", 2, 4)
+        raise next(errors)
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    optuna_log = logging.getLogger("optuna.study._optimize")
+    optuna_log.addHandler(handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            study_mod.work(study_mod.open_study(cfg), objective, cfg, out=io.StringIO(), progress=False)
+    finally:
+        optuna_log.removeHandler(handler)
+    messages = [r.getMessage() for r in records]
+    assert any(m.startswith("Trial 0 failed with parameters") and "bad value" in m for m in messages), messages
+    assert "Trial 0 failed with value None." in messages  # a real failure keeps both of Optuna's lines
+    assert not [m for m in messages if m.startswith("Trial 1 ")]  # the interrupted one: none
+
+
 def test_a_trial_that_raises_fails_with_its_reason_and_the_study_goes_on(tmp_path, monkeypatch, data_dir):
     from hpo import data, objective
 
