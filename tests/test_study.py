@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 
@@ -27,6 +28,20 @@ def test_workers_started_together_draw_different_configurations(tmp_path):
     assert _draws(w0) != _draws(w1)            # but not the same configurations in both
 
 
+@contextlib.contextmanager
+def _optuna_messages():
+    """The messages of the records Optuna's trial loop logs, after hpo's filters (in a list filled as they come)."""
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    optuna_log = logging.getLogger("optuna.study._optimize")
+    optuna_log.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        optuna_log.removeHandler(handler)
+
+
 def test_ctrl_c_requeues_the_running_trial_so_a_warm_start_is_not_lost(tmp_path):
     cfg = config.load_study(str(write_study(tmp_path, study_extra=WARM_START, n_trials=2)))
     study = study_mod.open_study(cfg)
@@ -35,18 +50,10 @@ def test_ctrl_c_requeues_the_running_trial_so_a_warm_start_is_not_lost(tmp_path)
         trial.suggest_int("filters", 2, 4)
         raise KeyboardInterrupt
 
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    optuna_log = logging.getLogger("optuna.study._optimize")
-    optuna_log.addHandler(handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            study_mod.work(study, interrupted, cfg, out=io.StringIO(), progress=False)
-    finally:
-        optuna_log.removeHandler(handler)
+    with _optuna_messages() as messages, pytest.raises(KeyboardInterrupt):
+        study_mod.work(study, interrupted, cfg, out=io.StringIO(), progress=False)
     # Optuna's two "Trial 0 failed ..." warnings (one with the stack) are dropped: the trial is re-queued, no error.
-    assert not [r.getMessage() for r in records if "Trial 0" in r.getMessage()]
+    assert not [m for m in messages if "Trial 0" in m]
     first, copy = study.get_trials(deepcopy=False)
     assert first.state == TrialState.FAIL  # Optuna stores the interrupted trial as failed
     assert copy.state == TrialState.WAITING and copy.user_attrs == {"retry_of": 0, "warm_start": True}
@@ -73,17 +80,8 @@ def test_only_an_interrupt_hides_optunas_failed_trial_warnings(tmp_path):
         trial.suggest_int("filters", 2, 4)
         raise next(errors)
 
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    optuna_log = logging.getLogger("optuna.study._optimize")
-    optuna_log.addHandler(handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            study_mod.work(study_mod.open_study(cfg), objective, cfg, out=io.StringIO(), progress=False)
-    finally:
-        optuna_log.removeHandler(handler)
-    messages = [r.getMessage() for r in records]
+    with _optuna_messages() as messages, pytest.raises(KeyboardInterrupt):
+        study_mod.work(study_mod.open_study(cfg), objective, cfg, out=io.StringIO(), progress=False)
     assert any(m.startswith("Trial 0 failed with parameters") and "bad value" in m for m in messages), messages
     assert "Trial 0 failed with value None." in messages  # a real failure keeps both of Optuna's lines
     assert not [m for m in messages if m.startswith("Trial 1 ")]  # the interrupted one: none
