@@ -585,8 +585,7 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
                     try:
                         study.optimize(reserved_objective, n_trials=1, callbacks=[on_trial], catch=(Exception,))
                     except KeyboardInterrupt:
-                        if current:
-                            requeue_interrupted(study, current[0])
+                        if current and requeue_interrupted(study, current[0]):
                             say(f"trial {current[0]:>3} interrupted: queued again with the same parameters")
                         raise
                     continue
@@ -624,16 +623,21 @@ class _InterruptFilter(logging.Filter):
 _drop_interrupt_records = _InterruptFilter()
 
 
-def requeue_interrupted(study: optuna.Study, number: int) -> None:
-    """Queue a copy of trial ``number`` (failed by an interrupt) to run again, keeping its warm-start mark."""
+def requeue_interrupted(study: optuna.Study, number: int) -> bool:
+    """Queue a copy of trial ``number`` (failed by an interrupt) to run again, keeping its warm-start mark.
+
+    Returns False, queueing nothing, when the trial is not failed: it had finished just before the interrupt,
+    or the interrupt cut Optuna's storing of it short (left RUNNING, the heartbeat re-queues it on the next run).
+    """
     trial = study.get_trials(deepcopy=False)[number]
     if trial.state != TrialState.FAIL:
-        return
+        return False
     attrs = {"retry_of": number}
     if trial.user_attrs.get("warm_start"):
         attrs["warm_start"] = True
     # An enqueued trial's fixed parameters too: it may have been stopped before suggesting them all.
     study.enqueue_trial({**trial.params, **trial.system_attrs.get("fixed_params", {})}, user_attrs=attrs)
+    return True
 
 
 def state_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:

@@ -87,6 +87,22 @@ def test_only_an_interrupt_hides_optunas_failed_trial_warnings(tmp_path):
     assert not [m for m in messages if m.startswith("Trial 1 ")]  # the interrupted one: none
 
 
+def test_only_a_failed_trial_is_requeued_after_an_interrupt():
+    # The interrupt can land just after a trial finished: then there is nothing to run again, and no
+    # "queued again" line may claim otherwise.
+    study = optuna.create_study()
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=1)
+    failed = study.ask()
+    failed.suggest_float("x", 0.0, 1.0)
+    study.tell(failed, state=TrialState.FAIL)
+    assert study_mod.requeue_interrupted(study, 0) is False  # complete: nothing queued
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert study_mod.requeue_interrupted(study, 1) is True
+    copy = study.trials[2]
+    assert copy.state == TrialState.WAITING and copy.user_attrs == {"retry_of": 1}
+    assert copy.system_attrs["fixed_params"] == {"x": failed.params["x"]}
+
+
 def test_a_trial_that_raises_fails_with_its_reason_and_the_study_goes_on(tmp_path, monkeypatch, data_dir):
     from hpo import data, objective
 
