@@ -419,11 +419,16 @@ def _run_workers(study: optuna.Study, cfg: Any, n_workers: int, out, *, verbose:
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
         deadline = time.time() + WORKER_GRACE_SECONDS
-        for p in procs:
+        for i, p in enumerate(procs):
             try:
-                p.wait(timeout=max(0.1, deadline - time.time()))
+                code = p.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 p.terminate()
+                print(f"worker {i} did not stop within {WORKER_GRACE_SECONDS}s of the interrupt and was terminated; "
+                      "the heartbeat re-queues its trial on the next run", file=sys.stderr)
+                continue
+            if code not in (0, 130):  # 130: stopped by the interrupt, as it should
+                print(f"worker {i} exited with code {code} after the interrupt", file=sys.stderr)
         raise
     return [c for c in codes if c]
 
@@ -587,6 +592,8 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
                     except KeyboardInterrupt:
                         if current and requeue_interrupted(study, current[0]):
                             say(f"trial {current[0]:>3} interrupted: queued again with the same parameters")
+                        elif current and study.trials[current[0]].state == TrialState.RUNNING:
+                            say(f"trial {current[0]:>3} interrupted before Optuna stored it: the heartbeat re-queues it on the next run")
                         raise
                     continue
             finally:

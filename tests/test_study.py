@@ -5,6 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import types
 
 import optuna
 import pytest
@@ -126,6 +133,57 @@ def test_a_trial_that_raises_fails_with_its_reason_and_the_study_goes_on(tmp_pat
     assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]  # the failure did not stop it
     assert study.trials[0].user_attrs["fail_reason"] == "MemoryError: out of memory while allocating a 9 GB tensor"
     assert "reason: MemoryError: out of memory" in out.getvalue()
+
+
+def test_an_interrupt_that_cuts_optunas_storing_short_says_so(tmp_path, monkeypatch):
+    # Ctrl-C while Optuna stops the trial's heartbeat (after the objective): the trial stays RUNNING, unstored.
+    cfg = config.load_study(str(write_study(tmp_path, n_trials=1)))
+
+    @contextlib.contextmanager
+    def heartbeat_cut_short(*args):
+        yield
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(optuna.study._optimize, "get_heartbeat_thread", heartbeat_cut_short)
+    out = io.StringIO()
+    study = study_mod.open_study(cfg)
+    with pytest.raises(KeyboardInterrupt):
+        study_mod.work(study, lambda trial: 0.5, cfg, out=out, progress=False)
+    assert [t.state for t in study.trials] == [TrialState.RUNNING]
+    assert "trial   0 interrupted before Optuna stored it: the heartbeat re-queues it on the next run" in out.getvalue()
+    assert "queued again" not in out.getvalue()
+
+
+def test_after_ctrl_c_a_worker_that_does_not_stop_or_exits_badly_is_named(monkeypatch, capsys):
+    workers = [  # worker 0 ignores the interrupt (so it is terminated after the grace), worker 1 exits 3 on it
+        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)",
+        "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: sys.exit(3)); print('ready', flush=True); "
+        "time.sleep(60)",
+    ]
+    monkeypatch.setattr(study_mod, "worker_command", lambda cfg, i, **kw: [sys.executable, "-c", workers[i]])
+    monkeypatch.setattr(study_mod, "WORKER_GRACE_SECONDS", 1)
+    procs: list[subprocess.Popen] = []
+    start = subprocess.Popen
+
+    def popen(*args, **kwargs):  # each worker says "ready" once its handler is in place
+        procs.append(start(*args, **{**kwargs, "stdout": subprocess.PIPE, "text": True}))
+        return procs[-1]
+
+    def ctrl_c_when_ready():
+        while len(procs) < 2:
+            time.sleep(0.05)
+        for p in procs:
+            p.stdout.readline()
+        os.kill(os.getpid(), signal.SIGINT)  # to the parent alone: it passes the interrupt on
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    threading.Thread(target=ctrl_c_when_ready, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        study_mod._run_workers(None, types.SimpleNamespace(threads=1), 2, sys.stdout)
+    err = capsys.readouterr().err
+    assert "worker 0 did not stop within 1s of the interrupt and was terminated" in err
+    assert "worker 1 exited with code 3 after the interrupt" in err
+    assert [p.poll() for p in procs] == [-signal.SIGTERM, 3]
 
 
 def test_a_failed_worker_makes_the_run_exit_1_after_the_summary(tmp_path, monkeypatch, capsys, data_dir):
