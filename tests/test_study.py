@@ -183,7 +183,7 @@ def test_after_ctrl_c_a_worker_that_does_not_stop_or_exits_badly_is_named(monkey
     err = capsys.readouterr().err
     assert "worker 0 did not stop within 1s of the interrupt and was terminated" in err
     assert "worker 1 exited with code 3 after the interrupt" in err
-    assert [p.poll() for p in procs] == [-signal.SIGTERM, 3]
+    assert [p.wait(timeout=10) for p in procs] == [-signal.SIGTERM, 3]  # terminated, and exited 3
 
 
 def test_a_failed_worker_makes_the_run_exit_1_after_the_summary(tmp_path, monkeypatch, capsys, data_dir):
