@@ -590,10 +590,13 @@ def work(study: optuna.Study, objective: Callable, cfg: Any, *, out=None, progre
                     try:
                         study.optimize(reserved_objective, n_trials=1, callbacks=[on_trial], catch=(Exception,))
                     except KeyboardInterrupt:
-                        if current and requeue_interrupted(study, current[0]):
-                            say(f"trial {current[0]:>3} interrupted: queued again with the same parameters")
-                        elif current and study.trials[current[0]].state == TrialState.RUNNING:
-                            say(f"trial {current[0]:>3} interrupted before Optuna stored it: the heartbeat re-queues it on the next run")
+                        if current:
+                            number = current[0]
+                            if requeue_interrupted(study, number):
+                                say(f"trial {number:>3} interrupted: queued again with the same parameters")
+                            elif study.get_trials(deepcopy=False)[number].state == TrialState.RUNNING:
+                                say(f"trial {number:>3} interrupted before Optuna stored it: the heartbeat re-queues "
+                                    "it on the next run")
                         raise
                     continue
             finally:

@@ -43,6 +43,13 @@ def _done(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
 
 
+def _in_first_half(trials: list[optuna.trial.FrozenTrial], epochs: int) -> list[optuna.trial.FrozenTrial]:
+    """The running trials past their first epoch and before half their epochs: none can finish in the moment
+    before a signal sent now lands (the parent passes Ctrl-C on 0.25 s later, a few tiny epochs)."""
+    return [t for t in trials
+            if t.state.name == "RUNNING" and t.intermediate_values and max(t.intermediate_values) < epochs // 2]
+
+
 def test_kill_9_mid_trial_then_rerun_recovers_exactly(tmp_path, data_dir):
     study_file = write_study(tmp_path, n_trials=4)
     storage = f"sqlite:///{tmp_path / 'tiny.db'}"
@@ -56,9 +63,7 @@ def test_kill_9_mid_trial_then_rerun_recovers_exactly(tmp_path, data_dir):
             trials = _load(storage).get_trials()
         except Exception:
             trials = []
-        # in its first half: it cannot finish in the moment before the kill lands
-        running = [t for t in trials
-                   if t.state.name == "RUNNING" and t.intermediate_values and max(t.intermediate_values) < epochs // 2]
+        running = _in_first_half(trials, epochs)
         if any(t.state.name == "COMPLETE" for t in trials) and running:
             victim = running[0]
             break
@@ -216,9 +221,8 @@ def test_ctrl_c_with_two_workers_requeues_their_trials_and_a_rerun_completes(tmp
     deadline = time.time() + 300
     running = []
     while time.time() < deadline and p.poll() is None and len(running) < 2:
-        try:  # both in their first half: neither can finish in the moment before the interrupt lands
-            running = [t for t in _load(storage).get_trials()
-                       if t.state.name == "RUNNING" and t.intermediate_values and max(t.intermediate_values) < epochs // 2]
+        try:
+            running = _in_first_half(_load(storage).get_trials(), epochs)
         except Exception:
             running = []
         time.sleep(0.1)
