@@ -79,7 +79,8 @@ def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path, args) -> di
         curve.append((at, best))
     return {"curve": curve, "winners": winners, "best_val": best, "params": dict(winner.params) if winner else {},
             "best_epoch": winner.user_attrs.get("best_epoch") if winner else None,
-            "n_trials": len(study.trials), "states": study_mod.state_counts(study.trials)}
+            "n_trials": len(study.trials),  # a trial still "running" in the storage was cut at the deadline
+            "states": {("cut" if s == "running" else s): n for s, n in study_mod.state_counts(study.trials).items()}}
 
 
 def _run_cli(args, cfg, budget: float) -> None:
