@@ -14,7 +14,7 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.trial import TrialState
@@ -650,10 +650,11 @@ def requeue_interrupted(study: optuna.Study, number: int) -> bool:
     return True
 
 
-def state_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
-    """``{"complete": 3, "pruned": 2, ...}``: how many trials are in each state (empty states left out)."""
+def state_counts(trials: Sequence[optuna.trial.FrozenTrial], *, keep_empty: bool = False) -> dict[str, int]:
+    """``{"complete": 3, "pruned": 2, ...}``: how many trials are in each state, in Optuna's order. Empty
+    states are left out unless ``keep_empty`` (the report's table lists every state)."""
     by_state = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
-    return {s: n for s, n in by_state.items() if n}
+    return {s: n for s, n in by_state.items() if n or keep_empty}
 
 
 def print_summary(study: optuna.Study, cfg: Any, *, out=None) -> None:

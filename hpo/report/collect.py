@@ -18,6 +18,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo import study as study_mod
 from hpo.errors import UserError, one_line
 
 TOP_K = 5
@@ -139,11 +140,6 @@ def _int_or_none(v: Any) -> int | None:
 
 def _float_or_none(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
-
-
-def state_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
-    """Trials per state, every state listed (zeros included) in Optuna's order."""
-    return {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
 
 
 def top_trials(trials: Sequence[FrozenTrial], k: int = TOP_K, *, maximize: bool = True) -> list[FrozenTrial]:
@@ -365,7 +361,7 @@ def collect(study: optuna.Study, *, storage: str = "", top_k: int = TOP_K,
     if not trials:
         raise UserError(f"study {name!r} in {storage or 'the storage'} has no trials yet; "
                         "run `python -m hpo.run` for it first")
-    counts = state_counts(trials)
+    counts = study_mod.state_counts(trials, keep_empty=True)
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     top = top_trials(trials, top_k, maximize=maximize)
     if not top:
