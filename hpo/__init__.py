@@ -1,15 +1,29 @@
-"""hpo: hyper-parameter optimization studies for small CNN image classifiers.
+"""hpo: hyper-parameter optimization studies for small CNN image classifiers (Optuna + Keras 3).
 
-Layout (one concept per module):
-  run.py        CLI for ``python -m hpo.run``
-  config.py     studies/*.toml -> frozen dataclasses, validated eagerly
-  spaces.py     search_spaces/*.toml -> Optuna distributions; suggest(trial, space)
-  data.py       datasets, sources, stratified train/val split; the test set on request only
-  models.py     model registry: reference CNNs from the seeds and searchable families
-  objective.py  params -> model -> fit with per-epoch report/prune -> best val accuracy
-  study.py      storage, sampler, pruner, heartbeat, resume; runs the loop
+Layers; a module imports only from the rows above it (``tests/test_layers.py`` checks this):
+
+  errors paths backend       exception types; where files live; the one door to TensorFlow/Keras
+  spaces data models         search spaces; datasets and splits; the model registry
+  storage components         storage URLs, checks, the study lock; sampler and pruner registries
+  config                     studies/*.toml -> one typed StudyConfig (to_dict / from_dict)
+  training                   the fit loop, with per-epoch hooks
+  objective console          the Optuna objective; what a run prints
+  loop                       opening a study and the trial loop (TrialLoop); Hooks for the layers above
+  workers                    worker processes and signals
+  study                      run(): data -> study -> loop or workers -> summary
+  dashboard report           optuna-dashboard and its curve hooks; the HTML report
+  cli                        argument parsing: ``hpo run | report | dashboard | list``
 """
 
 from __future__ import annotations
 
+from hpo.config import StudyConfig, load_study
+from hpo.errors import RunError, UserError
+from hpo.loop import Hooks, TrialLoop, open_study
+from hpo.objective import Objective
+from hpo.study import run as run_study
+from hpo.training import TrainResult, train
+
 __version__ = "0.1.0"
+__all__ = ["Hooks", "Objective", "RunError", "StudyConfig", "TrainResult", "TrialLoop", "UserError",
+           "load_study", "open_study", "run_study", "train"]

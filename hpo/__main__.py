@@ -1,9 +1,9 @@
-"""``python -m hpo`` is ``python -m hpo.run``."""
+"""``python -m hpo`` is the ``hpo`` command."""
 
 from __future__ import annotations
 
 import sys
 
-from hpo.run import main
+from hpo.cli import main
 
 sys.exit(main())

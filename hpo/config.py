@@ -8,26 +8,18 @@ Every error names the file and key and says how to fix it.
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import os
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import optuna
+
+from hpo import components, data, models, storage
 from hpo.errors import UserError, choices_hint
+from hpo.paths import resolve_study_path
 from hpo.spaces import SearchSpace, load_space
-
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-
-
-def search_dirs() -> list[Path]:
-    """Where ``studies/`` and ``search_spaces/`` are looked up: the working directory, then the project."""
-    dirs = [Path.cwd()]
-    if PACKAGE_ROOT not in dirs:
-        dirs.append(PACKAGE_ROOT)
-    return dirs
-
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -97,43 +89,45 @@ class StudyConfig:
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved config, JSON-able, as stored with the study."""
+        """The resolved config, JSON-able, as stored with the study (the ``config`` user attr)."""
         d = dataclasses.asdict(self)
         d["space"] = self.space.to_dict()
         d["space_path"] = self.space.path
         d["warm_start"] = [dict(w) for w in self.warm_start]
         d["sampler"]["options"] = dict(self.sampler.options)
         d["pruner"]["options"] = dict(self.pruner.options)
-        return d
+        return json.loads(json.dumps(d, default=str))
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "StudyConfig":
+        """The inverse of :meth:`to_dict`: the config a stored study was run with.
 
-def available_studies() -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for d in reversed(search_dirs()):
-        for p in sorted((d / "studies").glob("*.toml")):
-            found[p.stem] = p
-    return dict(sorted(found.items()))
+        Keys a stored config lacks take this version's defaults (the dataclass fields' own).
+        """
+        space_path = str(d.get("space_path") or d.get("source", "space"))
+        space = SearchSpace.from_dict(d["space"], name=Path(space_path).stem, path=space_path)
 
+        def section(kind: type, raw: Any) -> Any:
+            names = {f.name for f in dataclasses.fields(kind)}
+            return kind(**{k: v for k, v in (raw or {}).items() if k in names})
 
-def available_spaces() -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for d in reversed(search_dirs()):
-        for p in sorted((d / "search_spaces").glob("*.toml")):
-            found[p.stem] = p
-    return dict(sorted(found.items()))
+        top = {f.name for f in dataclasses.fields(cls)} - {"space", "data", "budget", "sampler", "pruner",
+                                                           "early_stopping", "warm_start"}
+        return cls(**{k: v for k, v in d.items() if k in top}, space=space,
+                   data=section(DataConfig, d.get("data")), budget=section(Budget, d.get("budget")),
+                   sampler=section(Component, d.get("sampler")), pruner=section(Component, d.get("pruner")),
+                   early_stopping=section(EarlyStopping, d.get("early_stopping")),
+                   warm_start=tuple(dict(w) for w in d.get("warm_start") or ()))
 
+    def make_sampler(self, *, n_existing_trials: int = 0,
+                     worker_index: int | None = None) -> optuna.samplers.BaseSampler:
+        return components.make_sampler(self.sampler.name, self.sampler.options, seed=self.seed,
+                                       n_existing_trials=n_existing_trials, worker_index=worker_index,
+                                       where=f"{self.source}:sampler")
 
-def resolve_study_path(study: str) -> Path:
-    if study.endswith(".toml") or os.sep in study:
-        p = Path(study)
-        if not p.is_file():
-            raise UserError(f"study file {study!r} not found; pass a name from studies/ or a path to a .toml file")
-        return p
-    studies = available_studies()
-    if study not in studies:
-        raise UserError(f"unknown study {study!r}; available: {', '.join(studies) or '(none)'} "
-                        "(or pass a path to a .toml file)")
-    return studies[study]
+    def make_pruner(self) -> optuna.pruners.BasePruner:
+        return components.make_pruner(self.pruner.name, self.pruner.options, max_resource=self.budget.epochs,
+                                      where=f"{self.source}:pruner")
 
 
 _TOP = {"name", "dataset", "model", "space", "seed", "storage", "threads", "workers",
@@ -167,13 +161,11 @@ def parse_study(raw: Mapping[str, Any], *, path: Path) -> StudyConfig:
             raise UserError(f"{where}: missing required key {key!r}")
         _expect(raw[key], str, f"{where}:{key}")
 
-    from hpo import data, models, objective  # registries; light imports (TensorFlow stays lazy)
-
     if raw["dataset"] not in data.DATASETS:
         raise UserError(f"{where}:dataset: {choices_hint('dataset', raw['dataset'], data.DATASETS)}")
     if raw["model"] not in models.FAMILIES:
         raise UserError(f"{where}:model: {choices_hint('model family', raw['model'], models.FAMILIES)}")
-    allowed = objective.searchable_params(raw["model"])
+    allowed = models.searchable_params(raw["model"])
     space = load_space(raw["space"], relative_to=path.parent, allowed=allowed)
 
     sections: dict[str, Any] = {}
@@ -243,8 +235,6 @@ def _component(raw: Any, where: str) -> Component:
 
 def _validate(cfg: StudyConfig, *, where: str) -> None:
     """Checks that need the whole config; run after loading and again after CLI overrides."""
-    from hpo import study as study_mod
-
     b, d, es = cfg.budget, cfg.data, cfg.early_stopping
     if b.n_trials <= 0:
         raise UserError(f"{where}: n_trials must be > 0, got {b.n_trials}")
@@ -266,13 +256,6 @@ def _validate(cfg: StudyConfig, *, where: str) -> None:
         raise UserError(f"{where}: threads must be >= 0, got {cfg.threads}")
     if cfg.workers < 1:
         raise UserError(f"{where}: workers must be >= 1, got {cfg.workers}")
-    for kind, comp, registry in (("sampler", cfg.sampler, study_mod.SAMPLERS),
-                                 ("pruner", cfg.pruner, study_mod.PRUNERS)):
-        if comp.name not in registry:
-            raise UserError(f"{where}: {choices_hint(kind, comp.name, registry)}")
-        accepted = set(inspect.signature(registry[comp.name]).parameters) - {"seed"}
-        bad = set(comp.options) - accepted
-        if bad:
-            raise UserError(f"{where}: {kind} {comp.name!r} has no option(s) {', '.join(sorted(bad))}; "
-                            f"accepted: {', '.join(sorted(accepted)) or '(none)'}")
-    study_mod.check_storage_url(cfg.storage, where=where)
+    components.check_options("sampler", cfg.sampler.name, cfg.sampler.options, where=where)
+    components.check_options("pruner", cfg.pruner.name, cfg.pruner.options, where=where)
+    storage.check_storage_url(cfg.storage, where=where)

@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from hpo import backend
 from hpo.errors import UserError, choices_hint, one_line
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -259,8 +260,7 @@ def _download(name: str, tried: list[Path]) -> Raw:
     if os.environ.get("HPO_OFFLINE") == "1":
         raise UserError(f"dataset {name!r} not found (looked in: {where}; download disabled by HPO_OFFLINE=1). "
                         f"{spec.how_to_get}")
-    import keras
-
+    keras = backend.keras()
     try:
         (xtr, ytr), (xte, yte) = getattr(keras.datasets, name).load_data()
     except Exception as e:

@@ -1,14 +1,38 @@
-"""The one exception type for expected user errors (bad input): the CLI prints it and exits 2."""
+"""Exception types, by what happens next (as in KerasTuner's ``errors.py``).
+
+- ``UserError``: bad input (a file, key, flag or value), one line with how to fix it; exit code 2.
+- ``RunError``: the run itself failed (workers exited with errors, too many failed trials); exit 1.
+- ``TrainingDiverged``: one trial failed (NaN loss); the study goes on.
+"""
 
 from __future__ import annotations
 
-import argparse
+__all__ = ["RunError", "TooManyFailures", "TrainingDiverged", "UserError", "WorkersFailed", "choices_hint",
+           "one_line"]
 
 
 class UserError(Exception):
-    """Bad input: a file, key or value that is wrong, with how to fix it, in one line."""
+    """Bad input: a file, key or value that is wrong, with how to fix it, in one line (exit code 2)."""
 
     exit_code = 2
+
+
+class RunError(Exception):
+    """A run that failed although its input was good (exit code 1)."""
+
+    exit_code = 1
+
+
+class WorkersFailed(RunError):
+    """A worker process of ``--n-workers`` exited with an error."""
+
+
+class TooManyFailures(RunError):
+    """The run stopped because too many of its trials failed."""
+
+
+class TrainingDiverged(Exception):
+    """A NaN or inf loss: the trial fails with this reason and the study goes on."""
 
 
 def one_line(e: BaseException | str, limit: int | None = 200) -> str:
@@ -19,10 +43,3 @@ def one_line(e: BaseException | str, limit: int | None = 200) -> str:
 
 def choices_hint(name: str, value: object, choices: object) -> str:
     return f"unknown {name} {value!r}; choose one of: {', '.join(sorted(map(str, choices)))}"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Bad flags are bad input too: one line and exit 2, not a usage block."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")

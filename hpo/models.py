@@ -1,9 +1,11 @@
-"""Model registry: the seeds' reference CNNs (reproduced exactly) and the searchable families.
+"""Model registry: reference CNNs from the source documents (reproduced exactly) and the searchable families.
 
 ``REFERENCES[name].build(input_shape, num_classes)`` and
 ``FAMILIES[name](input_shape, num_classes, **params)`` both return an uncompiled Keras model.
 The objective compiles it with the optimizer the trial (or the reference protocol) asks for.
-TensorFlow/Keras is imported inside the builders so that listing the registry stays instant.
+Keras is reached through :mod:`hpo.backend` inside the builders, so that listing the registry stays instant.
+Registry ids such as ``seed000_fashion`` are stable keys (stored studies and the report's retrain cache
+use them); what a user reads is each reference's ``source`` and ``architecture``.
 """
 
 from __future__ import annotations
@@ -11,25 +13,46 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from hpo import backend
+from hpo.errors import UserError, choices_hint
+
+# The documents the reference models come from (their registry ids keep the document number).
+SOURCES = {
+    "000": "CNN Image Classification From Scratch: Using MNIST, Fashion-MNIST, and CIFAR-10",
+    "001": "Building Convolutional Neural Networks on MNIST Dataset (notebook)",
+    "002": "Developing a custom CNN for Image Classification using the Fashion MNIST Dataset",
+    "003": "The Rise of CNN in Image Classification (MNIST and CIFAR-10 tutorial)",
+    "004": "A CNN from scratch with NumPy on MNIST",
+}
+# Parameters consumed by training rather than by the model builder, and their defaults.
+TRAINING_PARAMS = {"learning_rate", "batch_size", "optimizer", "momentum", "clipnorm", "lr_schedule"}
+TRAINING_DEFAULTS = {"learning_rate": 1e-3, "batch_size": 32, "optimizer": "adam", "lr_schedule": "constant"}
+
 
 @dataclass(frozen=True)
 class Reference:
-    name: str
+    """A published CNN: ``source`` is the document's title, ``architecture`` what the model is."""
+
+    name: str  # registry id, stable
     build: Callable[..., Any]
     dataset: str
-    description: str
+    architecture: str
+    source: str
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     batch_size: int = 32
     epochs: int = 10
     normalization: str = "unit"
-    published_accuracy: float | None = None  # test accuracy the seed reports, labelled as published
-    published_by: str = ""
+    published_accuracy: float | None = None  # the test accuracy the source reports, labelled as published
+
+    @property
+    def description(self) -> str:
+        published = f", published {self.published_accuracy:.2%}" if self.published_accuracy is not None else ""
+        return f"{self.architecture} (from \"{self.source}\"{published})"
 
 
 def _layers():
-    import keras
-
+    keras = backend.keras()
     return keras, keras.layers
 
 
@@ -38,7 +61,7 @@ def _sequential(input_shape, layers_: list, name: str):
     return keras.Sequential([L.Input(shape=tuple(input_shape)), *layers_], name=name)
 
 
-# --- seed 000 -------------------------------------------------------------------------------
+# --- SOURCES['000'] -------------------------------------------------------------------------------
 
 def seed000_mnist(input_shape=(28, 28, 1), num_classes=10):
     """Two conv blocks, no regularization; 469,172 params (same padding, 7x7x64 flatten)."""
@@ -54,7 +77,7 @@ def seed000_mnist(input_shape=(28, 28, 1), num_classes=10):
 
 
 def seed000_fashion(input_shape=(28, 28, 1), num_classes=10, dropout: float = 0.5):
-    """Seed 000's Fashion CNN with Dropout after Flatten; 467,818 params."""
+    """The Fashion CNN of SOURCES['000'] with Dropout after Flatten; 467,818 params."""
     _, L = _layers()
     return _sequential(input_shape, [
         L.Conv2D(32, 3, padding="same", activation="relu"), L.Conv2D(32, 3, padding="same", activation="relu"),
@@ -81,10 +104,10 @@ def seed000_cifar10(input_shape=(32, 32, 3), num_classes=10, dropout: float = 0.
     ], "seed000_cifar10")
 
 
-# --- seed 001, 003, 004 ---------------------------------------------------------------------
+# --- SOURCES['001'], ['003'], ['004'] ---------------------------------------------------------------------
 
 def seed001_mnist(input_shape=(28, 28, 1), num_classes=10):
-    """Seed 001's notebook CNN; 121,994 params."""
+    """The notebook CNN of SOURCES['001']; 121,994 params."""
     _, L = _layers()
     return _sequential(input_shape, [
         L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
@@ -95,7 +118,7 @@ def seed001_mnist(input_shape=(28, 28, 1), num_classes=10):
 
 
 def seed003_mnist(input_shape=(28, 28, 1), num_classes=10):
-    """Seed 003's tutorial MNIST CNN (valid padding); 121,930 params."""
+    """The tutorial MNIST CNN of SOURCES['003'] (valid padding); 121,930 params."""
     _, L = _layers()
     return _sequential(input_shape, [
         L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
@@ -105,7 +128,7 @@ def seed003_mnist(input_shape=(28, 28, 1), num_classes=10):
 
 
 def seed003_cifar10(input_shape=(32, 32, 3), num_classes=10):
-    """Seed 003's tutorial CIFAR-10 CNN (valid padding); 356,810 params."""
+    """The tutorial CIFAR-10 CNN of SOURCES['003'] (valid padding); 356,810 params."""
     _, L = _layers()
     return _sequential(input_shape, [
         L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
@@ -116,7 +139,7 @@ def seed003_cifar10(input_shape=(32, 32, 3), num_classes=10):
 
 
 def seed004_mnist(input_shape=(28, 28, 1), num_classes=10):
-    """Seed 004's NumPy CNN: conv 8@3x3 padding 1 (He init), max-pool 2, dense 128, softmax; SGD."""
+    """The NumPy CNN of SOURCES['004']: conv 8@3x3 padding 1 (He init), max-pool 2, dense 128, softmax; SGD."""
     _, L = _layers()
     return _sequential(input_shape, [
         L.Conv2D(8, 3, padding="same", activation="relu", kernel_initializer="he_normal"), L.MaxPooling2D(2), L.Flatten(),
@@ -124,7 +147,7 @@ def seed004_mnist(input_shape=(28, 28, 1), num_classes=10):
     ], "seed004_mnist")
 
 
-# --- seed 002's competitors, adapted to 28x28x1 -----------------------------------------------
+# --- the competitors in SOURCES['002'], adapted to 28x28x1 -----------------------------------------------
 
 def lenet5(input_shape=(28, 28, 1), num_classes=10):
     """LeNet-5: 6@5x5 (same, so 28x28 plays the 32x32 role), avg-pool, 16@5x5, 120-84-softmax."""
@@ -171,25 +194,28 @@ def resnet20(input_shape=(28, 28, 1), num_classes=10):
 
 
 REFERENCES: dict[str, Reference] = {r.name: r for r in [
-    Reference("seed000_mnist", seed000_mnist, "mnist", "seed 000 MNIST CNN, no regularization",
-              epochs=5, published_accuracy=0.985, published_by="seed 000"),
-    Reference("seed000_fashion", seed000_fashion, "fashion_mnist", "seed 000 Fashion-MNIST CNN with Dropout",
-              epochs=10, published_accuracy=0.924, published_by="seed 000"),
-    Reference("seed000_cifar10", seed000_cifar10, "cifar10", "seed 000 CIFAR-10 CNN, BatchNorm + Dropout",
-              epochs=20, published_accuracy=0.740, published_by="seed 000"),
-    Reference("seed001_mnist", seed001_mnist, "mnist", "seed 001 MNIST notebook CNN",
-              batch_size=128, epochs=20, published_accuracy=0.9931, published_by="seed 001"),
-    Reference("seed003_mnist", seed003_mnist, "mnist", "seed 003 tutorial MNIST CNN", epochs=5),
-    Reference("seed003_cifar10", seed003_cifar10, "cifar10", "seed 003 tutorial CIFAR-10 CNN", epochs=10),
-    Reference("seed004_mnist", seed004_mnist, "mnist", "seed 004 NumPy CNN, rebuilt in Keras",
-              optimizer="sgd", learning_rate=0.01, epochs=5),
-    Reference("lenet5", lenet5, "fashion_mnist", "LeNet-5 (seed 002 competitor)", normalization="standardize",
-              epochs=50, published_accuracy=0.86, published_by="seed 002"),
-    Reference("alexnet", alexnet, "fashion_mnist", "AlexNet, small-input adaptation (seed 002 competitor)",
-              normalization="standardize", epochs=50, published_accuracy=0.89, published_by="seed 002"),
-    Reference("resnet20", resnet20, "fashion_mnist", "ResNet-20 (seed 002 competitor)",
-              normalization="standardize", epochs=50, published_accuracy=0.88, published_by="seed 002"),
+    Reference("seed000_mnist", seed000_mnist, "mnist", "MNIST CNN, two conv blocks, no regularization",
+              SOURCES["000"], epochs=5, published_accuracy=0.985),
+    Reference("seed000_fashion", seed000_fashion, "fashion_mnist", "Fashion-MNIST CNN with Dropout",
+              SOURCES["000"], epochs=10, published_accuracy=0.924),
+    Reference("seed000_cifar10", seed000_cifar10, "cifar10", "CIFAR-10 CNN, BatchNorm + Dropout",
+              SOURCES["000"], epochs=20, published_accuracy=0.740),
+    Reference("seed001_mnist", seed001_mnist, "mnist", "MNIST notebook CNN", SOURCES["001"],
+              batch_size=128, epochs=20, published_accuracy=0.9931),
+    Reference("seed003_mnist", seed003_mnist, "mnist", "tutorial MNIST CNN", SOURCES["003"], epochs=5),
+    Reference("seed003_cifar10", seed003_cifar10, "cifar10", "tutorial CIFAR-10 CNN", SOURCES["003"], epochs=10),
+    Reference("seed004_mnist", seed004_mnist, "mnist", "NumPy CNN (conv 8@3x3, dense 128), rebuilt in Keras",
+              SOURCES["004"], optimizer="sgd", learning_rate=0.01, epochs=5),
+    Reference("lenet5", lenet5, "fashion_mnist", "LeNet-5, a competitor in the Fashion-MNIST study",
+              SOURCES["002"], normalization="standardize", epochs=50, published_accuracy=0.86),
+    Reference("alexnet", alexnet, "fashion_mnist", "AlexNet, small-input adaptation, a competitor in the "
+              "Fashion-MNIST study", SOURCES["002"], normalization="standardize", epochs=50, published_accuracy=0.89),
+    Reference("resnet20", resnet20, "fashion_mnist", "ResNet-20, a competitor in the Fashion-MNIST study",
+              SOURCES["002"], normalization="standardize", epochs=50, published_accuracy=0.88),
 ]}
+# A published accuracy with no model in the registry: the hand-tuned CNN of the Fashion-MNIST study
+# (the ``fashion_cnn`` family is that CNN made searchable).
+PUBLISHED_ONLY = (("fashion_mnist", "hand-tuned custom CNN (the fashion_cnn family)", 0.90, SOURCES["002"]),)
 
 
 # --- searchable families ---------------------------------------------------------------------
@@ -197,17 +223,16 @@ REFERENCES: dict[str, Reference] = {r.name: r for r in [
 def fashion_cnn(input_shape=(28, 28, 1), num_classes=10, *, variant: str = "baseline", filters: int = 32,
                 kernel_size: int = 3, l2: float = 0.0, dropout: float = 0.0, batch_norm: bool = False,
                 dense_units: int = 128, augmentation: str = "none"):
-    """Seed 002's custom CNN as a searchable family.
+    """The custom CNN of SOURCES['002'] (the Fashion-MNIST study) as a searchable family.
 
-    baseline: conv(f) - pool - conv(2f) - pool - dense - output (seed 002's 32/64 when f = 32);
+    baseline: conv(f) - pool - conv(2f) - pool - dense - output (the study's 32/64 when f = 32);
               a single Dropout before the output when dropout > 0.
-    extended: the baseline plus one conv(2f) and three Dropout layers (seed 002, section 4.2).
-    double:   two convs per block, conv(f) x2 - pool - conv(2f) x2 - pool (seed 000's Fashion CNN layout),
+    extended: the baseline plus one conv(2f) and three Dropout layers (the study's section 4.2).
+    double:   two convs per block, conv(f) x2 - pool - conv(2f) x2 - pool (the Fashion CNN layout of SOURCES['000']),
               with the extended variant's three Dropout layers; about 3x the extended variant's compute.
     L2 applies to every conv and dense kernel; BatchNorm (optional) follows each conv.
     """
-    import keras
-
+    keras = backend.keras()
     L = keras.layers
     if variant not in ("baseline", "extended", "double"):
         raise ValueError(f"variant must be 'baseline', 'extended' or 'double', got {variant!r}")
@@ -223,7 +248,7 @@ def fashion_cnn(input_shape=(28, 28, 1), num_classes=10, *, variant: str = "base
         return [L.Dropout(dropout)] if dropout > 0 else []
 
     layers_: list = []
-    if augmentation == "light":  # seed 003's suggestion: small shifts and rotations (training only)
+    if augmentation == "light":  # suggested by SOURCES['003']: small shifts and rotations (training only)
         layers_ += [L.RandomTranslation(0.1, 0.1, fill_mode="constant"), L.RandomRotation(0.03, fill_mode="constant")]
     elif augmentation == "flip":  # mirror images left-right (clothes are near-symmetric; training only)
         layers_ += [L.RandomFlip("horizontal")]
@@ -271,6 +296,9 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, **params: A
         return REFERENCES[name].build(input_shape, num_classes)
     if name in FAMILIES:
         return FAMILIES[name](input_shape, num_classes, **params)
-    from hpo.errors import UserError, choices_hint
-
     raise UserError(choices_hint("model", name, [*REFERENCES, *FAMILIES]))
+
+
+def searchable_params(family: str) -> set[str]:
+    """What a search space may name for ``family``: its builder's keywords and the training parameters."""
+    return FAMILY_PARAMS.get(family, set()) | TRAINING_PARAMS

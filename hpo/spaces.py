@@ -36,6 +36,7 @@ from optuna.distributions import (
 )
 
 from hpo.errors import UserError, one_line
+from hpo.paths import search_dirs
 
 _KEYS = {
     "float": {"type", "low", "high", "log", "step", "when"},
@@ -80,6 +81,16 @@ class SearchSpace:
                 entry["when"] = {k: list(v) for k, v in p.when.items()}
             out[p.name] = entry
         return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, name: str, path: str) -> "SearchSpace":
+        """The inverse of :meth:`to_dict` (the form stored with a study)."""
+        params = []
+        for key, entry in d.items():
+            body = {k: v for k, v in entry.items() if k != "when"}
+            when = {k: tuple(v) for k, v in (entry.get("when") or {}).items()}
+            params.append(Param(name=key, distribution=json_to_distribution(json.dumps(body)), when=when))
+        return cls(name=name, path=path, params=tuple(params))
 
     def validate_params(self, params: Mapping[str, Any], *, where: str) -> None:
         """Check a fixed configuration (a warm-start entry) lies inside the space."""
@@ -126,8 +137,6 @@ def resolve_path(name_or_path: str, *, relative_to: Path | None = None) -> Path:
         p = Path(name_or_path)
         candidates = [p] if p.is_absolute() else [(relative_to or Path.cwd()) / p, Path.cwd() / p]
     else:
-        from hpo.config import search_dirs
-
         candidates = [d / "search_spaces" / f"{name_or_path}.toml" for d in search_dirs()]
     for c in candidates:
         if c.is_file():

@@ -66,7 +66,7 @@ def test_sampler_options_are_checked(tmp_path):
 
 
 def test_warm_starts_are_enqueued_first_unless_turned_off(tmp_path):
-    from hpo import study as study_mod
+    from hpo import loop as study_mod
 
     cfg = config.load_study(str(write_study(tmp_path, study_extra=WARM_START)))
     study = study_mod.open_study(cfg)
@@ -85,12 +85,17 @@ def test_warm_starts_are_enqueued_first_unless_turned_off(tmp_path):
     ("", [], 1),                                  # one worker unless the study file asks for more
     ("workers = 2", [], 2),                       # the study file's workers
     ("workers = 2", ["--n-workers", "3"], 3),     # the flag wins
-    ("workers = 2", ["--worker", "0"], 1),             # a started worker never starts workers itself
+    ("workers = 2", ["--worker", "0"], 1),        # a started worker never starts workers itself
 ])
 def test_workers_come_from_the_study_file_unless_a_flag_says(tmp_path, monkeypatch, study_extra, flags, expected):
-    from hpo import run, study
+    from hpo import loop, run, study
 
+    path = write_study(tmp_path, study_extra=study_extra)
+    if "--worker" in flags:  # a worker reads the config its parent stored
+        cfg = config.load_study(str(path))
+        loop.open_study(cfg)
+        flags += ["--storage", cfg.storage, "--study-name", cfg.name]
     seen = {}
-    monkeypatch.setattr(study, "run", lambda cfg, **kw: seen.update(kw))
-    assert run.main(["--study", str(write_study(tmp_path, study_extra=study_extra)), *flags]) == 0
-    assert seen["n_workers"] == expected
+    monkeypatch.setattr(study, "run", lambda cfg, **kw: seen.update(kw, workers=cfg.workers))
+    assert run.main(["--study", str(path), *flags]) == 0
+    assert seen.get("n_workers", 1) == expected

@@ -65,7 +65,7 @@ ALL = [*models.REFERENCES, "fashion_baseline", "fashion_extended"]
 
 @pytest.mark.parametrize("name", ALL)
 def test_every_model_builds_and_trains_one_step(name):
-    from hpo.objective import make_optimizer
+    from hpo.training import make_optimizer
 
     shape = _shape(name) if name in models.REFERENCES else (28, 28, 1)
     params = {} if name in models.REFERENCES else {"filters": 4, "l2": 1e-4, "dropout": 0.1, "batch_norm": True,

@@ -5,8 +5,11 @@ import math
 import optuna
 import pytest
 
-from hpo import config, data, study as study_mod
-from hpo.objective import Objective, TrainingDiverged, trial_seed
+from hpo import config, console, data
+from hpo import study as study_mod
+from hpo.components import trial_seed
+from hpo.errors import TrainingDiverged
+from hpo.objective import Objective
 from tests.conftest import write_study
 
 
@@ -70,7 +73,7 @@ choices = [32]
 def test_pruned_trial_is_recorded_as_pruned(tiny):
     # ThresholdPruner(lower=1.01) prunes at the first report, whatever the accuracy: deterministic.
     cfg, splits = tiny(pruner='name = "threshold"\nlower = 1.01')
-    study = optuna.create_study(direction="maximize", pruner=study_mod.make_pruner(cfg))
+    study = optuna.create_study(direction="maximize", pruner=cfg.make_pruner())
     study.optimize(Objective(cfg, splits), n_trials=1)
     t = study.trials[0]
     assert t.state == optuna.trial.TrialState.PRUNED
@@ -83,9 +86,9 @@ def test_run_resumes_and_runs_only_missing_trials(tiny, capsys):
     cfg, _ = tiny()
     cfg = cfg.with_overrides(n_trials=2)
     s = study_mod.run(cfg)
-    assert study_mod.count_done(s) == 2
+    assert console.count_done(s) == 2
     s = study_mod.run(cfg.with_overrides(n_trials=3))
-    assert study_mod.count_done(s) == 3 and len(s.trials) == 3
+    assert console.count_done(s) == 3 and len(s.trials) == 3
     # the resumed sampler must not replay the first run's random draws
     assert s.trials[2].params != s.trials[0].params
     out = capsys.readouterr().out
@@ -96,7 +99,7 @@ def test_run_resumes_and_runs_only_missing_trials(tiny, capsys):
 
 
 def test_cosine_schedule_decays_the_learning_rate_to_zero_over_all_epochs(tiny):
-    from hpo.objective import make_optimizer, train
+    from hpo.training import make_optimizer, train
 
     cfg, splits = tiny()
     params = {"filters": 3, "learning_rate": 4e-3, "batch_size": 32, "lr_schedule": "cosine"}
@@ -112,7 +115,7 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero_over_all_epochs(tiny):
 
 
 def test_final_fit_trains_on_train_and_val_for_fixed_epochs_without_validation(tiny):
-    from hpo.objective import release, train
+    from hpo.training import release, train
 
     cfg, splits = tiny()
     final = splits.for_final_fit()
@@ -131,7 +134,7 @@ def test_pipelines_run_without_the_tf_data_autotuner_and_yield_every_example_onc
     # autotune thread (benchmarks/pipeline.py); the pipelines must keep it off.
     import numpy as np
 
-    from hpo.objective import datasets
+    from hpo.training import datasets
 
     _, splits = tiny()
     train, val = datasets(splits, batch_size=32, seed=0)

@@ -20,6 +20,7 @@ import numpy as np
 import optuna
 import pytest
 
+from hpo.models import SOURCES
 from tests.conftest import ROOT, synthetic_images, write_study
 
 pytestmark = pytest.mark.slow
@@ -90,8 +91,9 @@ def test_report_retrains_and_fills_every_section(tiny):
     for sid in ("summary", "search", "curves", "checks", "retrained", "references"):
         assert f'<section id="{sid}">' in page
     for text in ("Best model architecture", "Conv2D", "Per-class precision", "Misclassified test images",
-                 "data:image/png;base64,", "McNemar", "b=", "98.50 % (published, seed 000)",
-                 "99.31 % (published, seed 001)", "92.40 % (published, seed 000)", "74.00 % (published, seed 000)",
+                 "data:image/png;base64,", "McNemar", "b=", f"98.50 % (published in “{SOURCES['000']}”)",
+                 f"99.31 % (published in “{SOURCES['001']}”)", f"92.40 % (published in “{SOURCES['000']}”)",
+                 f"74.00 % (published in “{SOURCES['000']}”)",
                  "CIFAR-10 is not available", "best params -&gt; fashion_mnist"):
         assert text in page, text
     assert "not measured" in page  # the CIFAR-10 reference row

@@ -11,7 +11,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from hpo import study as study_mod
+from hpo import console
 from hpo.errors import UserError
 from hpo.report import collect as C
 
@@ -67,10 +67,10 @@ def _quiet():
 
 def test_state_counts_list_every_state_only_when_asked():
     s = study_with(complete(0.8), complete(0.9), pruned(), failed())
-    counts = study_mod.state_counts(s.trials, keep_empty=True)
+    counts = console.state_counts(s.trials, keep_empty=True)
     assert counts["complete"] == 2 and counts["pruned"] == 1 and counts["fail"] == 1
     assert counts["running"] == 0 and counts["waiting"] == 0
-    assert study_mod.state_counts(s.trials) == {"complete": 2, "pruned": 1, "fail": 1}
+    assert console.state_counts(s.trials) == {"complete": 2, "pruned": 1, "fail": 1}
 
 
 def test_top_k_is_best_first_completed_only_ties_to_earlier():

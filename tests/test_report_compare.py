@@ -7,13 +7,15 @@ import json
 import numpy as np
 import pytest
 
+from hpo.config import Budget, DataConfig, EarlyStopping, StudyConfig
 from hpo.errors import UserError
+from hpo.spaces import SearchSpace
 from hpo.report import compare, retrain
 
-CONFIG = {"dataset": "fashion_mnist", "model": "fashion_cnn", "seed": 42,
-          "data": {"normalization": "standardize", "val_fraction": 0.2, "max_train_samples": 3000},
-          "budget": {"epochs": 12}, "early_stopping": {"enabled": True, "monitor": "val_loss", "patience": 3,
-                                                       "restore_best_weights": True}}
+CONFIG = StudyConfig(name="t", dataset="fashion_mnist", model="fashion_cnn", space=SearchSpace("s", "s.toml", ()),
+                     source="t.toml", seed=42,
+                     data=DataConfig(normalization="standardize", val_fraction=0.2, max_train_samples=3000),
+                     budget=Budget(epochs=12), early_stopping=EarlyStopping(patience=3))
 PARAMS = {"variant": "extended", "filters": 32, "learning_rate": 1e-3, "batch_size": 32, "optimizer": "adam"}
 
 
@@ -87,7 +89,7 @@ def test_plan_best_seeds_references_and_transfer():
 
 
 def test_retrain_seeds_never_repeat_a_trial_seed():
-    from hpo.objective import trial_seed
+    from hpo.components import trial_seed
 
     trial_seeds = {trial_seed(42, n) for n in range(1000)}
     assert not trial_seeds & set(retrain.retrain_seeds(42, 5))
@@ -141,14 +143,15 @@ def test_comparison_rows_pair_each_reference_with_our_model():
         skipped=[], trained_seconds=0.0, cache_path="x")
     rows = compare.comparison_rows(data, home="fashion_mnist")
     assert list(rows) == ["fashion_mnist", "mnist", "cifar10"]
-    fm = {r.label: r for r in rows["fashion_mnist"]}
+    fm = {r.model or r.label: r for r in rows["fashion_mnist"]}
     assert fm["best (trial 4)"].role == "best" and fm["best (trial 4)"].measured.n == 2
     assert fm["lenet5"].published == 0.86 and len(fm["lenet5"].mcnemar) == 2
     assert fm["lenet5"].mcnemar[0].only_a == 2  # ours right on images 0 and 2 where lenet5 is wrong
     assert fm["alexnet"].measured is None and fm["alexnet"].published == 0.89
-    assert fm["seed 002 custom CNN (hand-tuned fashion_cnn)"].role == "published"
+    assert fm["hand-tuned custom CNN (the fashion_cnn family)"].role == "published"
+    assert "Fashion MNIST" in fm["lenet5"].source and "LeNet-5" in fm["lenet5"].label
     assert [r.role for r in rows["mnist"]] == ["transfer", "reference", "reference"]
-    assert [r.label for r in rows["cifar10"]] == ["seed000_cifar10"]
+    assert [r.model for r in rows["cifar10"]] == ["seed000_cifar10"]
     summary = compare.summarize_best(data, study_value=0.91)
     assert summary is not None and summary.confusion.sum() == 6
     assert "2 epochs" not in summary.protocol_note and "1 epochs max here, 12 in the study" in summary.protocol_note

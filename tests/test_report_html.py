@@ -55,7 +55,7 @@ def make_study(tmp_path, *, name: str = EVIL, trials=None):
 
 def prefill_cache(cfg, out, *, seeds: int = 2, epochs: int = 1) -> None:
     """What a previous report run would have cached: every run but CIFAR-10's (its data is 'missing')."""
-    config = cfg.to_dict()
+    config = cfg
     study = optuna.load_study(study_name=cfg.name, storage=cfg.storage)
     best = study.best_trial
     proto = retrain.protocol(config, epochs=epochs, max_train_samples=None, seeds=seeds)
@@ -185,7 +185,7 @@ def test_unknown_study_file(capsys):
 def test_missing_storage_is_not_created(tmp_path, capsys):
     toml = write_study(tmp_path)
     rc, err = run_main(capsys, "--study", str(toml))
-    assert rc == 2 and "does not exist" in err and "hpo.run" in err
+    assert rc == 2 and "does not exist" in err and "hpo run" in err
     assert not (tmp_path / "tiny.db").exists()
 
 

@@ -1,8 +1,9 @@
-"""The study loop (hpo/study.py) with stand-in objectives: no training, so these are fast."""
+"""The study loop (hpo/loop.py) and workers with stand-in objectives: no training, so these are fast."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import os
@@ -17,7 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo import config
+from hpo import config, loop, training, workers
 from hpo import study as study_mod
 from tests.conftest import WARM_START, WARM_START_PARAMS, write_study
 
@@ -30,7 +31,7 @@ def _draws(sampler: optuna.samplers.BaseSampler, n: int = 4) -> list[float]:
 def test_workers_started_together_draw_different_configurations(tmp_path):
     cfg = config.load_study(str(write_study(tmp_path)))
     # Two workers open the study at the same moment and see the same 4 stored trials.
-    w0, w0_again, w1 = (study_mod.make_sampler(cfg, n_existing_trials=4, worker_index=i) for i in (0, 0, 1))
+    w0, w0_again, w1 = (cfg.make_sampler(n_existing_trials=4, worker_index=i) for i in (0, 0, 1))
     assert _draws(w0) == _draws(w0_again)      # still reproducible per worker
     assert _draws(w0) != _draws(w1)            # but not the same configurations in both
 
@@ -51,14 +52,14 @@ def _optuna_messages():
 
 def test_ctrl_c_requeues_the_running_trial_so_a_warm_start_is_not_lost(tmp_path):
     cfg = config.load_study(str(write_study(tmp_path, study_extra=WARM_START, n_trials=2)))
-    study = study_mod.open_study(cfg)
+    study = loop.open_study(cfg)
 
     def interrupted(trial: optuna.Trial) -> float:
         trial.suggest_int("filters", 2, 4)
         raise KeyboardInterrupt
 
     with _optuna_messages() as messages, pytest.raises(KeyboardInterrupt):
-        study_mod.work(study, interrupted, cfg, out=io.StringIO(), progress=False)
+        loop.TrialLoop(study, interrupted, cfg, out=io.StringIO(), progress=False).run()
     # Optuna's two "Trial 0 failed ..." warnings (one with the stack) are dropped: the trial is re-queued, no error.
     assert not [m for m in messages if "Trial 0" in m]
     first, copy = study.get_trials(deepcopy=False)
@@ -73,7 +74,7 @@ def test_ctrl_c_requeues_the_running_trial_so_a_warm_start_is_not_lost(tmp_path)
                      for k in ("filters", "dropout")})
         return 0.5
 
-    study_mod.work(study_mod.open_study(cfg), objective, cfg, out=io.StringIO(), progress=False)  # the rerun
+    loop.TrialLoop(loop.open_study(cfg), objective, cfg, out=io.StringIO(), progress=False).run()  # the rerun
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     assert seen[0] == {"filters": 3, "dropout": 0.1}  # the warm start ran first, as queued
@@ -88,7 +89,7 @@ def test_only_an_interrupt_hides_optunas_failed_trial_warnings(tmp_path):
         raise next(errors)
 
     with _optuna_messages() as messages, pytest.raises(KeyboardInterrupt):
-        study_mod.work(study_mod.open_study(cfg), objective, cfg, out=io.StringIO(), progress=False)
+        loop.TrialLoop(loop.open_study(cfg), objective, cfg, out=io.StringIO(), progress=False).run()
     assert any(m.startswith("Trial 0 failed with parameters") and "bad value" in m for m in messages), messages
     assert "Trial 0 failed with value None." in messages  # a real failure keeps both of Optuna's lines
     assert not [m for m in messages if m.startswith("Trial 1 ")]  # the interrupted one: none
@@ -102,9 +103,9 @@ def test_only_a_failed_trial_is_requeued_after_an_interrupt():
     failed = study.ask()
     failed.suggest_float("x", 0.0, 1.0)
     study.tell(failed, state=TrialState.FAIL)
-    assert study_mod.requeue_interrupted(study, 0) is False  # complete: nothing queued
+    assert loop.requeue_interrupted(study, 0) is False  # complete: nothing queued
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL]
-    assert study_mod.requeue_interrupted(study, 1) is True
+    assert loop.requeue_interrupted(study, 1) is True
     copy = study.trials[2]
     assert copy.state == TrialState.WAITING and copy.user_attrs == {"retry_of": 1}
     assert copy.system_attrs["fixed_params"] == {"x": failed.params["x"]}
@@ -124,11 +125,11 @@ def test_a_trial_that_raises_fails_with_its_reason_and_the_study_goes_on(tmp_pat
             raise MemoryError("out of memory while allocating a 9 GB tensor")
         return objective_train(*args, **kwargs)
 
-    objective_train = objective.train
-    monkeypatch.setattr(objective, "train", train)
+    objective_train = training.train
+    monkeypatch.setattr(training, "train", train)
     out = io.StringIO()
-    study = study_mod.open_study(cfg)
-    study_mod.work(study, objective.Objective(cfg, splits), cfg, out=out, progress=False)
+    study = loop.open_study(cfg)
+    loop.TrialLoop(study, objective.Objective(cfg, splits), cfg, out=out, progress=False).run()
     states = [t.state for t in study.trials]
     assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]  # the failure did not stop it
     assert study.trials[0].user_attrs["fail_reason"] == "MemoryError: out of memory while allocating a 9 GB tensor"
@@ -146,22 +147,22 @@ def test_an_interrupt_that_cuts_optunas_storing_short_says_so(tmp_path, monkeypa
 
     monkeypatch.setattr(optuna.study._optimize, "get_heartbeat_thread", heartbeat_cut_short)
     out = io.StringIO()
-    study = study_mod.open_study(cfg)
+    study = loop.open_study(cfg)
     with pytest.raises(KeyboardInterrupt):
-        study_mod.work(study, lambda trial: 0.5, cfg, out=out, progress=False)
+        loop.TrialLoop(study, lambda trial: 0.5, cfg, out=out, progress=False).run()
     assert [t.state for t in study.trials] == [TrialState.RUNNING]
     assert "trial   0 interrupted before Optuna stored it: the heartbeat re-queues it on the next run" in out.getvalue()
     assert "queued again" not in out.getvalue()
 
 
 def test_after_ctrl_c_a_worker_that_does_not_stop_or_exits_badly_is_named(monkeypatch, capsys):
-    workers = [  # worker 0 ignores the interrupt (so it is terminated after the grace), worker 1 exits 3 on it
+    scripts = [  # worker 0 ignores the interrupt (so it is terminated after the grace), worker 1 exits 3 on it
         "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)",
         "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: sys.exit(3)); print('ready', flush=True); "
         "time.sleep(60)",
     ]
-    monkeypatch.setattr(study_mod, "worker_command", lambda cfg, i, **kw: [sys.executable, "-c", workers[i]])
-    monkeypatch.setattr(study_mod, "WORKER_GRACE_SECONDS", 1)
+    monkeypatch.setattr(workers, "worker_command", lambda cfg, i, **kw: [sys.executable, "-c", scripts[i]])
+    monkeypatch.setattr(workers, "WORKER_GRACE_SECONDS", 1)
     procs: list[subprocess.Popen] = []
     start = subprocess.Popen
 
@@ -179,7 +180,7 @@ def test_after_ctrl_c_a_worker_that_does_not_stop_or_exits_badly_is_named(monkey
     monkeypatch.setattr(subprocess, "Popen", popen)
     threading.Thread(target=ctrl_c_when_ready, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
-        study_mod._run_workers(None, types.SimpleNamespace(threads=1), 2, sys.stdout)
+        workers.run_workers(types.SimpleNamespace(threads=1), 2, sys.stdout)
     err = capsys.readouterr().err
     assert "worker 0 did not stop within 1s of the interrupt and was terminated" in err
     assert "worker 1 exited with code 3 after the interrupt" in err
@@ -189,7 +190,7 @@ def test_after_ctrl_c_a_worker_that_does_not_stop_or_exits_badly_is_named(monkey
 def test_a_failed_worker_makes_the_run_exit_1_after_the_summary(tmp_path, monkeypatch, capsys, data_dir):
     from hpo import run
 
-    monkeypatch.setattr(study_mod, "_run_workers", lambda study, cfg, n, out, **kw: [1])
+    monkeypatch.setattr(workers, "run_workers", lambda cfg, n, out, **kw: [1])
     p = write_study(tmp_path, study_extra="workers = 2")
     assert run.main(["--study", str(p), "--data-dir", str(data_dir)]) == 1
     out, err = capsys.readouterr()
@@ -200,10 +201,10 @@ def test_a_failed_worker_makes_the_run_exit_1_after_the_summary(tmp_path, monkey
 def test_journal_storage_names_the_running_trials_that_fill_the_budget(tmp_path):
     cfg = config.load_study(str(write_study(tmp_path, n_trials=1)))
     cfg = cfg.with_overrides(storage=f"journal:{tmp_path / 'j.log'}")
-    study = study_mod.open_study(cfg)
+    study = loop.open_study(cfg)
     study.ask()  # a trial left RUNNING, as by a crash (the journal has no heartbeat to fail it)
     out = io.StringIO()
-    study_mod.work(study, lambda trial: pytest.fail("no room in the budget"), cfg, out=out, progress=False)
+    loop.TrialLoop(study, lambda trial: pytest.fail("no room in the budget"), cfg, out=out, progress=False).run()
     assert "trials [0], RUNNING in another process" in out.getvalue()
     assert "raise --n-trials" in out.getvalue()
 
@@ -212,15 +213,15 @@ def test_resuming_under_another_protocol_is_refused_and_the_study_kept(tmp_path)
     from hpo.errors import UserError
 
     cfg = config.load_study(str(write_study(tmp_path)))
-    study = study_mod.open_study(cfg)
+    study = loop.open_study(cfg)
     study.enqueue_trial({"filters": 3})
     stored = dict(study.user_attrs["config"])
     for change, message in [({"epochs": 5}, "budget.epochs = 2, this run has 5; .*: pass --epochs 2, or --study-name"),
                             ({"seed": 3}, "seed = 1, this run has 3"),
                             ({"max_train_samples": 100}, "data.max_train_samples = None, this run has 100")]:
         with pytest.raises(UserError, match=message):
-            study_mod.open_study(cfg.with_overrides(**change))
-    again = study_mod.open_study(cfg.with_overrides(n_trials=9, threads=1))  # budget size and threads may change
+            loop.open_study(cfg.with_overrides(**change))
+    again = loop.open_study(cfg.with_overrides(n_trials=9, threads=1))  # budget size and threads may change
     assert len(again.trials) == 1
     assert {k: v for k, v in again.user_attrs["config"].items() if k not in ("budget", "threads")} == \
         {k: v for k, v in stored.items() if k not in ("budget", "threads")}
@@ -231,22 +232,22 @@ def test_a_worker_runs_what_its_parent_resolved_whoever_called_it(tmp_path, data
 
     cfg = config.load_study(str(write_study(tmp_path))).with_overrides(
         epochs=1, max_train_samples=120, seed=5, timeout=30.0, data_dir=str(data_dir), name="n", n_trials=7)
-    cmd = study_mod.worker_command(cfg, 1, threads=3)  # built from cfg, not from this process's sys.argv
+    loop.open_study(cfg)  # the parent stores the resolved config before it starts workers
+    cmd = workers.worker_command(cfg, 1, threads=3)  # built from cfg, not from this process's sys.argv
     assert cmd[1:3] == ["-m", "hpo.run"]
     args = run.build_parser().parse_args(cmd[3:])
-    again = run.resolve(args)
-    assert {**again.to_dict(), "threads": 0} == cfg.to_dict()
+    again = study_mod.stored_config(args.storage, args.study_name).with_overrides(threads=args.threads)
+    assert again == dataclasses.replace(cfg, threads=3)
     assert (args.worker, args.threads, args.verbose) == (1, 3, False)
 
 
 def test_a_run_stopped_by_failing_trials_exits_1_after_its_summary(tmp_path, monkeypatch, capsys, data_dir):
-    from hpo import objective
     from hpo import run as run_mod
 
     def train(*args, **kwargs):
         raise RuntimeError("the accelerator fell over")
 
-    monkeypatch.setattr(objective, "train", train)
+    monkeypatch.setattr(training, "train", train)
     path = write_study(tmp_path, n_trials=1)
     rc = run_mod.main(["--study", str(path), "--data-dir", str(data_dir)])
     out, err = capsys.readouterr()

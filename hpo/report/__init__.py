@@ -1,4 +1,4 @@
-"""The report: ``python -m hpo.report --study fashion`` -> ``reports/<study>.html``.
+"""The report: ``hpo report --study fashion`` -> ``reports/<study>.html``.
 
   collect.py   study -> plain data: counts, top trials, the tuning-playbook checks (no TensorFlow)
   retrain.py   the best trial with k seeds, the references, the transfer runs; the only test-set reader;
@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
-from hpo.report.build import build_report, open_existing_study
+from hpo.report.build import build_report
 from hpo.report.collect import StudyData
 
 # The submodules keep their names (``hpo.report.collect`` is the module, ``collect.collect`` its function).
-__all__ = ["StudyData", "build_report", "open_existing_study"]
+__all__ = ["StudyData", "build_report"]

@@ -7,6 +7,7 @@ number the report shows can be tested on an in-memory study in milliseconds.
 from __future__ import annotations
 
 import math
+import os
 import platform
 import subprocess
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo import study as study_mod
+from hpo import console
 from hpo.errors import UserError, one_line
+from hpo.paths import PACKAGE_ROOT
 
 TOP_K = 5
 BOUNDARY_MARGIN = 0.05  # within 5 % of either end of a range (log-scaled for log ranges)
@@ -121,8 +123,7 @@ class StudyData:
 
 def trial_row(t: FrozenTrial) -> TrialRow:
     ua = t.user_attrs
-    secs = (t.datetime_complete - t.datetime_start).total_seconds() \
-        if t.datetime_complete and t.datetime_start else None
+    secs = console.trial_seconds(t)
     history = ua.get("history") if isinstance(ua.get("history"), dict) else {}
     return TrialRow(
         number=t.number, state=t.state.name.lower(), value=t.value, params=dict(t.params), seconds=secs,
@@ -150,8 +151,7 @@ def top_trials(trials: Sequence[FrozenTrial], k: int = TOP_K, *, maximize: bool 
 
 
 def compute_seconds(trials: Sequence[FrozenTrial]) -> float:
-    return sum((t.datetime_complete - t.datetime_start).total_seconds()
-               for t in trials if t.datetime_complete and t.datetime_start)
+    return sum(console.trial_seconds(t) or 0.0 for t in trials)
 
 
 # --- playbook checks -------------------------------------------------------------------------------
@@ -246,7 +246,7 @@ def make_flags(*, boundary: Sequence[BoundaryCheck], shares: Mapping[str, float]
     flags: list[Flag] = []
     for b in boundary:
         scale = "log range" if b.log else "range"
-        where = f"{b.param} = {_fmt(b.value)} in [{_fmt(b.low)}, {_fmt(b.high)}] ({b.position:.0%} of the {scale})"
+        where = f"{b.param} = {console.fmt(b.value)} in [{console.fmt(b.low)}, {console.fmt(b.high)}] ({b.position:.0%} of the {scale})"
         if b.at_edge:
             flags.append(Flag("boundary", "warn", b.param,
                               f"{where}: the best value sits at the {b.at_edge} edge; widen the range "
@@ -283,12 +283,6 @@ def make_flags(*, boundary: Sequence[BoundaryCheck], shares: Mapping[str, float]
                               f"validation accuracy peaked at epoch {_argmax(r.history['val_accuracy']) + 1} "
                               f"(ran {n_ep}{of} epochs; {r.stop_reason or 'unknown stop reason'})"))
     return flags
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
 
 
 # --- importances and environment -------------------------------------------------------------------
@@ -329,16 +323,12 @@ def environment() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    import os
-
     return {"python": platform.python_version(), "packages": versions,
             "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
             "git": git_commit()}
 
 
 def git_commit() -> str:
-    from hpo.config import PACKAGE_ROOT
-
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True,
                              timeout=10).stdout.strip()
@@ -360,14 +350,14 @@ def collect(study: optuna.Study, *, storage: str = "", top_k: int = TOP_K,
     name = study.study_name
     if not trials:
         raise UserError(f"study {name!r} in {storage or 'the storage'} has no trials yet; "
-                        "run `python -m hpo.run` for it first")
-    counts = study_mod.state_counts(trials, keep_empty=True)
+                        "run `hpo run` for it first")
+    counts = console.state_counts(trials, keep_empty=True)
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     top = top_trials(trials, top_k, maximize=maximize)
     if not top:
         states = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         raise UserError(f"study {name!r} in {storage or 'the storage'} has no completed trial ({states}); "
-                        "nothing to report yet: run more trials with `python -m hpo.run`")
+                        "nothing to report yet: run more trials with `hpo run`")
     rows = [trial_row(t) for t in trials]
     by_number = {r.number: r for r in rows}
     top_rows = [by_number[t.number] for t in top]

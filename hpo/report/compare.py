@@ -12,7 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from hpo.report.retrain import PUBLISHED_ONLY, RetrainData, RunResult
+from hpo.models import PUBLISHED_ONLY, REFERENCES
+from hpo.report.retrain import RetrainData, RunResult
 
 LEVEL = 0.95
 UNIT = (0.0, 1.0)
@@ -52,7 +53,8 @@ class Row:
     role: str  # best | transfer | reference | published
     measured: MeanCI | None
     published: float | None = None
-    published_by: str = ""
+    source: str = ""  # the document a published number comes from
+    model: str = ""  # a reference row's registry id
     n_params: int | None = None
     n_train: int | None = None
     seconds: float | None = None
@@ -167,8 +169,6 @@ def summarize_best(data: RetrainData, *, study_value: float) -> BestSummary | No
 
 def comparison_rows(data: RetrainData, *, home: str) -> dict[str, list[Row]]:
     """Per dataset: the best model (or the transfer run), then each reference, then published-only rows."""
-    from hpo.models import REFERENCES
-
     out: dict[str, list[Row]] = {}
     datasets = list(dict.fromkeys([home, *(r.dataset for r in REFERENCES.values() if r.published_accuracy),
                                    *(d for d, *_ in PUBLISHED_ONLY)]))
@@ -185,8 +185,8 @@ def comparison_rows(data: RetrainData, *, home: str) -> dict[str, list[Row]]:
                 continue
             measured = [r for r in data.references if r.spec.model == ref.name]
             acc = mean_ci([r.test_accuracy for r in measured], bounds=UNIT) if measured else None
-            row = Row(ds, ref.name, "reference", acc,
-                      published=ref.published_accuracy, published_by=ref.published_by,
+            row = Row(ds, f"{ref.architecture} ({ref.name})", "reference", acc,
+                      published=ref.published_accuracy, source=ref.source, model=ref.name,
                       n_params=measured[0].n_params if measured else None,
                       n_train=measured[0].n_train if measured else None,
                       seconds=sum(r.seconds for r in measured) if measured else None,
@@ -195,9 +195,9 @@ def comparison_rows(data: RetrainData, *, home: str) -> dict[str, list[Row]]:
             if measured and ours and st is not None and st.available:
                 row.mcnemar = [mcnemar(st.y_test, o.y_pred, measured[0].y_pred) for o in ours]
             rows.append(row)
-        for d, label, pub, by in PUBLISHED_ONLY:
+        for d, label, pub, source in PUBLISHED_ONLY:
             if d == ds:
-                rows.append(Row(ds, label, "published", None, published=pub, published_by=by,
+                rows.append(Row(ds, label, "published", None, published=pub, source=source,
                                 note="published number only; the study searches this family"))
         out[ds] = rows
     return out

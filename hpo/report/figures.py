@@ -25,7 +25,6 @@ TEMPLATE = "plotly_white"
 
 @dataclass
 class Plot:
-    key: str
     title: str
     figure: Any | None  # plotly.graph_objects.Figure
     note: str = ""  # why there is no figure, or what to read in it
@@ -34,16 +33,16 @@ class Plot:
 SLICES_PER_ROW = 4
 
 
-def _try(key: str, title: str, make: Callable[[], Any], note: str = "") -> Plot:
+def _try(title: str, make: Callable[[], Any], note: str = "") -> Plot:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fig = make()
     except Exception as e:  # Optuna raises several types for studies it cannot plot; show why instead
-        return Plot(key, title, None, f"not available: {one_line(e)}")
+        return Plot(title, None, f"not available: {one_line(e)}")
     # width=None: fill the page (Optuna fixes some widths, e.g. 300 px per slice)
     fig.update_layout(template=TEMPLATE, margin=dict(l=60, r=30, t=50, b=50), width=None, autosize=True)
-    return Plot(key, title, fig, note)
+    return Plot(title, fig, note)
 
 
 # --- section 2: Optuna's search plots -----------------------------------------------------------
@@ -54,61 +53,63 @@ def search_plots(study: optuna.Study, data: StudyData) -> list[Plot]:
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     imp = data.importances or {}
     top2 = list(imp)[:2]
-    plots = [_try("history", "Optimization history", lambda: vis.plot_optimization_history(study),
+    plots = [_try("Optimization history", lambda: vis.plot_optimization_history(study),
                   "Each completed trial's validation accuracy and the best so far.")]
     if data.importances is None:
-        plots.append(Plot("importances", "Hyper-parameter importances (fANOVA)", None,
+        plots.append(Plot("Hyper-parameter importances (fANOVA)", None,
                           f"not available: {data.importance_note}"))
     else:
-        plots.append(_try("importances", "Hyper-parameter importances (fANOVA)",
+        plots.append(_try("Hyper-parameter importances (fANOVA)",
                           lambda: vis.plot_param_importances(study, evaluator=evaluator),
                           "Share of the variance in validation accuracy each parameter explains; "
                           "noisy with few trials."))
-    plots.append(_try("parallel", "Parallel coordinates", lambda: vis.plot_parallel_coordinate(study)))
+    plots.append(_try("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study)))
     names = sorted({k for t in data.trials if t.state == "complete" for k in t.params})
     chunks = [names[i:i + SLICES_PER_ROW] for i in range(0, len(names), SLICES_PER_ROW)] or [[]]
     for i, chunk in enumerate(chunks, start=1):
         part = f" ({i}/{len(chunks)})" if len(chunks) > 1 else ""
-        plots.append(_try(f"slice{i}", f"Slices{part}: {', '.join(chunk)}",
+        plots.append(_try(f"Slices{part}: {', '.join(chunk)}",
                           lambda chunk=chunk: vis.plot_slice(study, params=chunk or None),
                           "Validation accuracy against each parameter; darker dots are later trials."))
     if len(top2) == 2:
-        plots.append(_try("contour", f"Contour of the two most important parameters: {top2[0]} × {top2[1]}",
+        plots.append(_try(f"Contour of the two most important parameters: {top2[0]} × {top2[1]}",
                           lambda: vis.plot_contour(study, params=top2)))
     else:
         why = data.importance_note or "only one parameter varies"
-        plots.append(Plot("contour", "Contour of the two most important parameters", None,
+        plots.append(Plot("Contour of the two most important parameters", None,
                           f"not available: needs the importances of two parameters ({why})"))
-    plots.append(_try("intermediate", "Intermediate values (pruning)", lambda: vis.plot_intermediate_values(study),
+    plots.append(_try("Intermediate values (pruning)", lambda: vis.plot_intermediate_values(study),
                       "Validation accuracy per epoch as reported to the pruner; pruned trials stop early."))
     return plots
 
 
 # --- section 3: curves and the Pareto front --------------------------------------------------------
 
+def _curves_figure(series: Sequence[tuple[str, str, Mapping[str, list[float]]]], *, height: int):
+    """Loss and accuracy per epoch, one colour per ``(group, name, history)``: validation solid, train dotted."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    for i, (group, name, history) in enumerate(series):
+        color = PALETTE[i % len(PALETTE)]
+        for col, metric in ((1, "loss"), (2, "accuracy")):
+            for split, dash in (("", "dot"), ("val_", "solid")):
+                ys = history.get(split + metric)
+                if not ys:
+                    continue
+                fig.add_scatter(x=list(range(1, len(ys) + 1)), y=ys, row=1, col=col, mode="lines+markers",
+                                line=dict(color=color, dash=dash), legendgroup=group,
+                                showlegend=(col == 1 and split == "val_"), name=name,
+                                hovertemplate=f"{group} {split or 'train_'}{metric} epoch %{{x}}: %{{y:.4f}}"
+                                              "<extra></extra>")
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=height, legend_title_text="val solid, train dotted")
+    return fig
+
+
 def curves(top: Sequence[TrialRow]) -> Plot:
-    def make():
-        from plotly.subplots import make_subplots
-
-        fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
-        for i, r in enumerate(t for t in top if t.history):
-            color = PALETTE[i % len(PALETTE)]
-            for col, metric in ((1, "loss"), (2, "accuracy")):
-                for split, dash in (("", "dot"), ("val_", "solid")):
-                    ys = r.history.get(split + metric)
-                    if not ys:
-                        continue
-                    fig.add_scatter(x=list(range(1, len(ys) + 1)), y=ys, row=1, col=col, mode="lines+markers",
-                                    line=dict(color=color, dash=dash), legendgroup=str(r.number),
-                                    showlegend=(col == 1 and split == "val_"),
-                                    name=f"trial {r.number} ({r.value:.4f})",
-                                    hovertemplate=f"trial {r.number} {split or 'train_'}{metric}"
-                                                  " epoch %{x}: %{y:.4f}<extra></extra>")
-        fig.update_xaxes(title_text="epoch")
-        fig.update_layout(height=420, legend_title_text="val solid, train dotted")
-        return fig
-
-    return _try("curves", "Training curves of the top trials", make,
+    series = [(f"trial {r.number}", f"trial {r.number} ({r.value:.4f})", r.history) for r in top if r.history]
+    return _try("Training curves of the top trials", lambda: _curves_figure(series, height=420),
                 "Train metrics are measured with dropout and augmentation on, so they can sit below validation.")
 
 
@@ -137,7 +138,7 @@ def pareto(data: StudyData) -> Plot:
         fig.update_layout(height=420)
         return fig
 
-    return _try("pareto", "Validation accuracy against size and latency", make,
+    return _try("Validation accuracy against size and latency", make,
                 "Red stars: no other trial is both more accurate and smaller (or faster).")
 
 
@@ -158,27 +159,12 @@ def seeds(runs: Sequence[RunResult], study_value: float) -> Plot:
         fig.update_layout(height=360, yaxis_title="accuracy")
         return fig
 
-    return _try("seeds", "Retrained runs: validation and test accuracy per seed", make)
+    return _try("Retrained runs: validation and test accuracy per seed", make)
 
 
 def retrain_curves(runs: Sequence[RunResult]) -> Plot:
-    def make():
-        from plotly.subplots import make_subplots
-
-        fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
-        for i, r in enumerate(runs):
-            color = PALETTE[i % len(PALETTE)]
-            for col, metric in ((1, "loss"), (2, "accuracy")):
-                for split, dash in (("", "dot"), ("val_", "solid")):
-                    ys = r.history.get(split + metric, [])
-                    fig.add_scatter(x=list(range(1, len(ys) + 1)), y=ys, row=1, col=col, mode="lines+markers",
-                                    line=dict(color=color, dash=dash), legendgroup=str(r.spec.seed),
-                                    showlegend=(col == 1 and split == "val_"), name=f"seed {r.spec.seed}")
-        fig.update_xaxes(title_text="epoch")
-        fig.update_layout(height=380, legend_title_text="val solid, train dotted")
-        return fig
-
-    return _try("retrain_curves", "Retrained runs: curves per seed", make)
+    series = [(f"seed {r.spec.seed}", f"seed {r.spec.seed}", r.history) for r in runs]
+    return _try("Retrained runs: curves per seed", lambda: _curves_figure(series, height=380))
 
 
 def confusion(summary: BestSummary) -> Plot:
@@ -198,7 +184,7 @@ def confusion(summary: BestSummary) -> Plot:
         fig.update_layout(height=520, width=None)
         return fig
 
-    return _try("confusion", "Confusion matrix (test set, pooled over the retrained runs)", make,
+    return _try("Confusion matrix (test set, pooled over the retrained runs)", make,
                 "Counts in the cells; colour is the share of the true class (recall on the diagonal).")
 
 
@@ -229,6 +215,6 @@ def references(rows_by_dataset: Mapping[str, Sequence[Row]], dataset_titles: Map
         fig.update_xaxes(tickangle=-30)
         return fig
 
-    return _try("references", "Test accuracy: measured here vs published", make,
+    return _try("Test accuracy: measured here vs published", make,
                 "Grey bars are the numbers published in the seeds, under their own (longer) training; "
                 "blue bars were measured here under this report's protocol.")

@@ -385,7 +385,7 @@ def references_section(data: StudyData, retrain: RetrainData | None, rows: Mappi
             delta = (f"{100 * (r.measured.mean - r.published):+.2f}" if r.measured and r.measured.n and r.published
                      else "–")
             mc = "; ".join(f"b={m.only_a}, c={m.only_b}, {pvalue(m.p_value)}" for m in r.mcnemar) or "–"
-            published = f"{pct(r.published)} (published, {r.published_by})" if r.published is not None else "–"
+            published = f"{pct(r.published)} (published in “{r.source}”)" if r.published is not None else "–"
             trs.append([r.label, r.role, measured, published, delta, r.n_params, r.n_train, seconds(r.seconds), mc,
                         r.note])
         out.append(table(["model", "role", "measured test accuracy", "published", "measured − published (points)",

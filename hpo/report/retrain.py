@@ -22,6 +22,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from hpo import backend, data, models, training
+from hpo.components import trial_seed
+from hpo.config import EarlyStopping, StudyConfig
 from hpo.errors import UserError
 
 RETRAIN_SEED_OFFSET = 1_000_000  # retrain seeds come after any trial number, so none repeats a trial's seed
@@ -29,8 +32,6 @@ MISTAKES_SHOWN = 32
 CACHE_VERSION = 1
 REFERENCE_MODES = ("measured", "published", "none")
 REPORT_DATASETS = ("fashion_mnist", "mnist", "cifar10")  # the datasets with published reference numbers
-# Published accuracies with no model in the registry: seed 002's own hand-tuned CNN (the family searched).
-PUBLISHED_ONLY = (("fashion_mnist", "seed 002 custom CNN (hand-tuned fashion_cnn)", 0.90, "seed 002"),)
 
 Log = Callable[[str], None]
 
@@ -112,46 +113,37 @@ class RetrainData:
     trained_seconds: float
     cache_path: str
 
-    def runs_on(self, dataset: str) -> list[RunResult]:
-        return [r for r in [*self.best, *self.references, *self.transfer] if r.spec.dataset == dataset]
-
 
 # --- the plan --------------------------------------------------------------------------------------
 
 def retrain_seeds(study_seed: int, k: int) -> list[int]:
-    from hpo.objective import trial_seed
-
     return [trial_seed(study_seed, RETRAIN_SEED_OFFSET + i) for i in range(k)]
 
 
-def protocol(config: Mapping[str, Any], *, epochs: int | None, max_train_samples: int | None,
+def protocol(cfg: StudyConfig, *, epochs: int | None, max_train_samples: int | None,
              seeds: int) -> dict[str, Any]:
     """The study's training protocol with the report's budget flags applied."""
-    data = config.get("data") or {}
-    es = config.get("early_stopping") or {}
+    es = cfg.early_stopping
     return {
-        "epochs": int(epochs or (config.get("budget") or {}).get("epochs") or 10),
-        "study_epochs": (config.get("budget") or {}).get("epochs"),
-        "max_train_samples": max_train_samples if max_train_samples is not None else data.get("max_train_samples"),
-        "study_max_train_samples": data.get("max_train_samples"),
-        "val_fraction": float(data.get("val_fraction", 0.2)),
-        "normalization": data.get("normalization", "unit"),
-        "split_seed": int(config.get("seed", 0)),
-        "early_stopping": {"enabled": bool(es.get("enabled", True)), "monitor": es.get("monitor", "val_loss"),
-                           "patience": int(es.get("patience", 3)),
-                           "restore_best_weights": bool(es.get("restore_best_weights", True))},
-        "seeds": retrain_seeds(int(config.get("seed", 0)), seeds),
+        "epochs": int(epochs or cfg.budget.epochs),
+        "study_epochs": cfg.budget.epochs,
+        "max_train_samples": max_train_samples if max_train_samples is not None else cfg.data.max_train_samples,
+        "study_max_train_samples": cfg.data.max_train_samples,
+        "val_fraction": float(cfg.data.val_fraction),
+        "normalization": cfg.data.normalization,
+        "split_seed": int(cfg.seed),
+        "early_stopping": {"enabled": es.enabled, "monitor": es.monitor, "patience": es.patience,
+                           "restore_best_weights": es.restore_best_weights},
+        "seeds": retrain_seeds(int(cfg.seed), seeds),
     }
 
 
-def plan_runs(*, config: Mapping[str, Any], best_params: Mapping[str, Any], best_number: int,
+def plan_runs(*, config: StudyConfig, best_params: Mapping[str, Any], best_number: int,
               proto: Mapping[str, Any], references: str) -> list[RunSpec]:
     """Best trial x seeds on the study's dataset; then, when measured, references and transfer runs."""
-    from hpo.models import REFERENCES
-
     if references not in REFERENCE_MODES:
         raise UserError(f"--references {references!r}: choose one of {', '.join(REFERENCE_MODES)}")
-    home, family = config["dataset"], config["model"]
+    home, family = config.dataset, config.model
     common = dict(epochs=proto["epochs"], max_train_samples=proto["max_train_samples"],
                   val_fraction=proto["val_fraction"], split_seed=proto["split_seed"],
                   early_stopping=dict(proto["early_stopping"]))
@@ -161,7 +153,7 @@ def plan_runs(*, config: Mapping[str, Any], best_params: Mapping[str, Any], best
     if references != "measured":
         return specs
     seed = proto["seeds"][0]
-    for ref in REFERENCES.values():
+    for ref in models.REFERENCES.values():
         if ref.published_accuracy is None:
             continue
         specs.append(RunSpec("reference", ref.name, ref.name,
@@ -228,19 +220,16 @@ def _json_default(v: Any) -> Any:
 
 # --- running -----------------------------------------------------------------------------------------
 
-class _EpochProgress:
-    """Stands in for an Optuna trial in ``objective.train``: prints each epoch, never prunes."""
+def _progress_hook(log: Log, prefix: str) -> training.EpochHook:
+    """Print each epoch of a retraining run; never stops it."""
+    t0 = time.perf_counter()
 
-    def __init__(self, log: Log, prefix: str, epochs: int):
-        self.log, self.prefix, self.epochs = log, prefix, epochs
-        self.t0 = time.perf_counter()
+    def hook(end: training.EpochEnd) -> None:
+        if "val_accuracy" in end.logs:
+            log(f"{prefix}   epoch {end.epoch}/{end.epochs}: val_accuracy {end.logs['val_accuracy']:.4f} "
+                f"({time.perf_counter() - t0:.0f}s)")
 
-    def report(self, value: float, step: int) -> None:
-        self.log(f"{self.prefix}   epoch {step}/{self.epochs}: val_accuracy {value:.4f} "
-                 f"({time.perf_counter() - self.t0:.0f}s)")
-
-    def should_prune(self) -> bool:
-        return False
+    return hook
 
 
 class _Datasets:
@@ -252,8 +241,6 @@ class _Datasets:
         self.status: dict[str, DatasetStatus] = {}
 
     def load(self, name: str) -> Any | None:
-        from hpo import data
-
         if name in self.raw:
             return self.raw[name]
         if name in self.status and not self.status[name].available:
@@ -301,9 +288,8 @@ def run_all(specs: Sequence[RunSpec], *, proto: Mapping[str, Any], references_mo
             skipped.append((spec, reason))
             continue
         if not tf_ready:  # only now: a rebuild from the cache never imports TensorFlow
-            from hpo.objective import configure_tensorflow
-
-            configure_tensorflow(threads=threads, verbose=verbose)
+            backend.set_verbose(verbose)
+            backend.configure(threads=threads)
             tf_ready = True
         log(f"{prefix} training {spec.label} on {spec.dataset} (seed {spec.seed}, at most {spec.epochs} epoch(s))")
         t = time.perf_counter()
@@ -340,19 +326,16 @@ def _max_train(raw: Any, spec: RunSpec) -> int | None:
 def train_and_evaluate(spec: RunSpec, raw: Any, *, prefix: str = "", log: Log = print,
                        details: bool = False) -> RunResult:
     """Train one spec under the study's protocol, then evaluate it on the test set."""
-    from hpo import data, objective
-    from hpo.config import EarlyStopping
-
     splits = data.load_splits(spec.dataset, raw=raw, val_fraction=spec.val_fraction, seed=spec.split_seed,
                               normalization=spec.normalization, max_train_samples=_max_train(raw, spec))
     x_test, y_test, x_test_uint8 = data.load_test(spec.dataset, raw=raw, normalization=spec.normalization,
                                                   mean=splits.mean, std=splits.std)
     t0 = time.perf_counter()
-    tr = objective.train(spec.model, spec.params, splits, epochs=spec.epochs, seed=spec.seed,
-                         early_stopping=EarlyStopping(**spec.early_stopping),
-                         trial=_EpochProgress(log, prefix, spec.epochs))  # type: ignore[arg-type]
+    tr = training.train(spec.model, spec.params, splits, epochs=spec.epochs, seed=spec.seed,
+                        early_stopping=EarlyStopping(**spec.early_stopping),
+                        epoch_hooks=[_progress_hook(log, prefix)])
     try:
-        probs = np.asarray(tr.model.predict(x_test, batch_size=objective.VAL_BATCH, verbose=0), dtype=np.float64)
+        probs = np.asarray(tr.model.predict(x_test, batch_size=training.VAL_BATCH, verbose=0), dtype=np.float64)
         seconds = time.perf_counter() - t0
         pred = probs.argmax(axis=1)
         p_true = np.clip(probs[np.arange(len(y_test)), y_test], 1e-12, 1.0)
@@ -362,29 +345,14 @@ def train_and_evaluate(spec: RunSpec, raw: Any, *, prefix: str = "", log: Log = 
             n_params=int(tr.n_params),
             latency_ms=float(tr.latency_ms) if math.isfinite(tr.latency_ms) else None,
             seconds=seconds, n_train=len(splits.y_train), n_val=len(splits.y_val), stop_reason=tr.stop_reason,
-            best_epoch=tr.best_epoch, device=device_name())
+            best_epoch=tr.best_epoch, device=backend.device_name())
         if details:
             result.architecture = architecture(tr.model)
             result.mistakes = mistakes(x_test_uint8, y_test, probs, MISTAKES_SHOWN)
         return result
     finally:
         tr.model = None
-        objective.release()
-
-
-def device_name() -> str:
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return f"CPU ({os.cpu_count()} cores)"
-    names = []
-    for g in gpus:
-        try:
-            names.append(tf.config.experimental.get_device_details(g).get("device_name", g.name))
-        except (RuntimeError, ValueError):
-            names.append(g.name)
-    return "GPU: " + ", ".join(names)
+        training.release()
 
 
 def architecture(model: Any) -> list[dict[str, Any]]:

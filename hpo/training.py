@@ -1,0 +1,222 @@
+"""Training: params -> compiled Keras model -> fit with per-epoch hooks -> what happened (``TrainResult``).
+
+``train()`` is the one training loop: the study's objective, the report's retraining and the benchmarks
+all call it, so that they share the input pipeline, seeding and timing. Keras is reached only through
+:mod:`hpo.backend`. Only the splits it is given are used; the test set never reaches this module.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from hpo import backend, models
+from hpo.data import Splits
+
+VAL_BATCH = 1024
+PREFETCH = 2  # batches made ahead of the training step (tf.data's autotuner is off: see datasets())
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """What an epoch hook sees: the 1-based epoch, of how many, its Keras logs, and the model."""
+
+    epoch: int
+    epochs: int
+    logs: Mapping[str, float]
+    model: Any
+
+
+# An epoch hook returns a stop reason ("pruned", ...) to end training after this epoch, or None to go on.
+EpochHook = Callable[[EpochEnd], "str | None"]
+
+
+def make_optimizer(name: str, learning_rate: float, *, momentum: float | None = None,
+                   clipnorm: float | None = None, lr_schedule: str = "constant", decay_steps: int = 0):
+    """A Keras optimizer; ``lr_schedule="cosine"`` decays the rate to 0 over ``decay_steps`` (all the epochs'
+    steps), the tuning playbook's default schedule, so that the last epochs settle instead of oscillate."""
+    keras = backend.keras()
+    lr: Any = learning_rate
+    if lr_schedule == "cosine":
+        if decay_steps <= 0:
+            raise ValueError("lr_schedule 'cosine' needs decay_steps > 0")
+        lr = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=decay_steps)
+    elif lr_schedule != "constant":
+        raise ValueError(f"unknown lr_schedule {lr_schedule!r}; choose constant or cosine")
+    kw: dict[str, Any] = {"learning_rate": lr}
+    if clipnorm:
+        kw["clipnorm"] = clipnorm
+    if name == "adam":
+        return keras.optimizers.Adam(**kw)
+    if name == "sgd":
+        return keras.optimizers.SGD(momentum=momentum or 0.0, **kw)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(**kw)
+    raise ValueError(f"unknown optimizer {name!r}; choose adam, sgd or rmsprop")
+
+
+@dataclass
+class TrainResult:
+    model: Any
+    history: dict[str, list[float]]
+    epoch_seconds: list[float]
+    train_seconds: list[float]
+    images_per_sec: float
+    best_epoch: int  # 1-based, by val_accuracy
+    best_val_accuracy: float
+    stop_reason: str  # completed | early_stopping | pruned | nan_loss
+    n_params: int
+    latency_ms: float = float("nan")
+
+
+def _monitor_class():
+    keras = backend.keras()
+
+    class Monitor(keras.callbacks.Callback):
+        """Times epochs, stops on a non-finite loss, and runs the epoch hooks (which may stop training)."""
+
+        def __init__(self, hooks: Sequence[EpochHook], epochs: int):
+            super().__init__()
+            self.hooks, self.epochs = hooks, epochs
+            self.epoch_seconds: list[float] = []
+            self.train_seconds: list[float] = []
+            self.stop_reason = "completed"
+            self._t0 = self._t_val = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = self._t_val = time.perf_counter()
+
+        def on_test_begin(self, logs=None):
+            self._t_val = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.perf_counter()
+            self.epoch_seconds.append(now - self._t0)
+            self.train_seconds.append((self._t_val if self._t_val > self._t0 else now) - self._t0)
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            if not all(math.isfinite(logs.get(k, 0.0)) for k in ("loss", "val_loss")):
+                self.stop_reason = "nan_loss"
+                self.model.stop_training = True
+                return
+            end = EpochEnd(epoch=epoch + 1, epochs=self.epochs, logs=logs, model=self.model)
+            for hook in self.hooks:
+                reason = hook(end)
+                if reason and self.stop_reason == "completed":
+                    self.stop_reason = reason
+                    self.model.stop_training = True
+
+    return Monitor
+
+
+def datasets(splits: Splits, batch_size: int, seed: int):
+    """In-memory tf.data pipelines: shuffled training batches and fixed validation batches, prefetched.
+
+    tf.data's autotuner is off and the prefetch is a fixed :data:`PREFETCH` batches. With it on, each
+    epoch's new iterator waited for the old iterator's autotune thread, which sleeps up to a minute
+    between rounds: up to ~54 s with no CPU use before an epoch's first batch (18-29 s at every epoch
+    in one run, 0 / 0 / 54 s in another; 1-thread trials on 48,000 images; ``benchmarks/pipeline.py``
+    measures it). The data are tensors
+    in memory, so there is nothing for the autotuner to tune.
+    """
+    tf = backend.tensorflow()
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    train = (tf.data.Dataset.from_tensor_slices((splits.x_train, splits.y_train))
+             .shuffle(len(splits.y_train), seed=seed, reshuffle_each_iteration=True)
+             .batch(batch_size).prefetch(PREFETCH).with_options(options))
+    val = tf.data.Dataset.from_tensor_slices((splits.x_val, splits.y_val)).batch(VAL_BATCH).cache() \
+        .prefetch(PREFETCH).with_options(options)
+    return train, val
+
+
+def compile_model(model_name: str, params: Mapping[str, Any], splits: Splits, *, epochs: int):
+    """Build ``model_name`` from the model half of ``params`` and compile it with the training half.
+
+    ``epochs`` sets the length of a decaying learning-rate schedule (all the epochs' steps). Used by
+    :func:`train` and by the KerasTuner lanes of ``benchmarks/time_to_accuracy.py``.
+    """
+    p = {**models.TRAINING_DEFAULTS, **params}
+    model = models.build(model_name, splits.input_shape, splits.num_classes,
+                         **{k: v for k, v in p.items() if k not in models.TRAINING_PARAMS})
+    steps = epochs * math.ceil(len(splits.y_train) / int(p["batch_size"]))
+    model.compile(optimizer=make_optimizer(p["optimizer"], float(p["learning_rate"]), momentum=p.get("momentum"),
+                                           clipnorm=p.get("clipnorm"), lr_schedule=p["lr_schedule"],
+                                           decay_steps=steps),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def train(model_name: str, params: Mapping[str, Any], splits: Splits, *, epochs: int, seed: int,
+          early_stopping: Any = None, epoch_hooks: Sequence[EpochHook] = (),
+          measure_latency: bool = True) -> TrainResult:
+    """Build ``model_name`` with ``params``, fit on train, validate every epoch, return what happened.
+
+    ``early_stopping``: a ``config.EarlyStopping`` (or None). ``epoch_hooks`` run after every epoch (see
+    :class:`EpochEnd`); the Optuna objective reports and prunes through one.
+    """
+    keras = backend.keras()
+    keras.utils.set_random_seed(seed)
+    p = {**models.TRAINING_DEFAULTS, **params}
+    model = compile_model(model_name, p, splits, epochs=epochs)
+    monitor = _monitor_class()(epoch_hooks, epochs)
+    callbacks: list = [monitor]
+    es_cb = None
+    validate = len(splits.y_val) > 0  # no validation in a final fit (Splits.for_final_fit): fixed epochs
+    if early_stopping is not None and early_stopping.enabled and validate:
+        es_cb = keras.callbacks.EarlyStopping(
+            monitor=early_stopping.monitor, patience=early_stopping.patience,
+            restore_best_weights=early_stopping.restore_best_weights,
+            mode="min" if early_stopping.monitor == "val_loss" else "max")
+        callbacks.append(es_cb)
+    train_ds, val_ds = datasets(splits, int(p["batch_size"]), seed)
+    hist = model.fit(train_ds, validation_data=val_ds if validate else None, epochs=epochs, callbacks=callbacks,
+                     verbose=0, shuffle=False)  # the dataset shuffles itself, seeded
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    stop_reason = monitor.stop_reason
+    if stop_reason == "completed" and es_cb is not None and es_cb.stopped_epoch > 0:
+        stop_reason = "early_stopping"
+    val_acc = [v if math.isfinite(v) else -1.0 for v in history.get("val_accuracy", [])]
+    best = int(np.argmax(val_acc)) if val_acc else len(history.get("loss", [0])) - 1  # no validation: the last
+    # Throughput over training-only time, skipping the first epoch (graph tracing) when there are more.
+    secs = monitor.train_seconds[1:] or monitor.train_seconds
+    ips = len(splits.y_train) * len(secs) / sum(secs) if secs and sum(secs) > 0 else float("nan")
+    latency = _latency_ms(model, splits.x_val if validate else splits.x_train) \
+        if measure_latency and stop_reason != "nan_loss" else float("nan")
+    return TrainResult(model=model, history=history, epoch_seconds=monitor.epoch_seconds,
+                       train_seconds=monitor.train_seconds, images_per_sec=ips, best_epoch=best + 1,
+                       best_val_accuracy=max(val_acc) if val_acc else float("nan"), stop_reason=stop_reason,
+                       n_params=int(model.count_params()), latency_ms=latency)
+
+
+def _latency_ms(model: Any, x: np.ndarray, batch: int = 256, repeats: int = 3) -> float:
+    """Inference milliseconds per image for a batch (after one warm-up call)."""
+    xb = x[:batch]
+    model(xb, training=False)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        model(xb, training=False)
+    return (time.perf_counter() - t) * 1000 / (repeats * len(xb))
+
+
+def release() -> None:
+    """Clear Keras's global state so memory stays flat across trials (drop model references first).
+
+    ``clear_session()`` is not enough: every graph-mode ``tf.custom_gradient`` call (Keras 3 uses
+    some while tracing ``fit``) registers its gradient function in TensorFlow's global gradient
+    registry under a fresh ``CustomGradient-<uid>`` name and never removes it, and that function
+    keeps the whole traced FuncGraph alive: about 10 MiB per trial here (the leak reported in
+    keras-team/keras#17458). The finished trial's graphs are dead, so their entries can go.
+    """
+    keras = backend.keras()
+    from tensorflow.python.framework import ops  # after backend.keras(): TensorFlow is loaded
+
+    keras.backend.clear_session()
+    registry = ops._gradient_registry._registry
+    for name in [k for k in registry if k.startswith("CustomGradient-")]:
+        del registry[name]
+    gc.collect()
