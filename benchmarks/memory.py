@@ -1,7 +1,7 @@
 """Memory across trials: 30 tiny trials in one process, RSS printed after each.
 
 The RSS must stay flat: the last 10 trials may grow by less than 5 % over trial 10
-(Keras session cleared and garbage collected between trials, see objective.release).
+(Keras session cleared and garbage collected between trials, see training.release).
 
     python benchmarks/memory.py [--trials 30]
 """
@@ -32,11 +32,11 @@ def main() -> int:
     import numpy as np
     import optuna
 
-    from hpo import data, spaces
+    from hpo import backend, data, spaces
     from hpo.config import Budget, EarlyStopping, StudyConfig
-    from hpo.objective import Objective, configure_tensorflow
+    from hpo.objective import Objective
 
-    configure_tensorflow()
+    backend.configure()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rng = np.random.default_rng(0)
     raw = data.Raw(rng.integers(0, 255, (600, 28, 28, 1), dtype=np.uint8), np.arange(600) % 10,

@@ -26,14 +26,14 @@ LANES = ("hpo", "autotune")
 
 def lane(args) -> dict:
     """Train for ``args.epochs`` with one pipeline; return per-epoch seconds and first-batch waits."""
-    from hpo.objective import configure_tensorflow
+    from hpo import backend
 
-    configure_tensorflow(threads=1)
+    backend.configure(threads=1)
     import keras
     import tensorflow as tf
-
-    from hpo.objective import VAL_BATCH, compile_model, datasets
     from throughput import bench_splits  # the same data as the throughput benchmark
+
+    from hpo.training import VAL_BATCH, compile_model, datasets
 
     splits = bench_splits(args.train, synthetic=args.synthetic)
     params = {"variant": "extended", "filters": 32, "batch_norm": True, "dropout": 0.25, "l2": 1e-6,

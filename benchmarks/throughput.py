@@ -49,10 +49,10 @@ def main() -> None:
     ap.add_argument("--synthetic", action="store_true", help="random images instead of Fashion-MNIST")
     args = ap.parse_args()
 
-    from hpo import models
-    from hpo.objective import configure_tensorflow, make_optimizer, release, train
+    from hpo import backend, models
+    from hpo.training import make_optimizer, release, train
 
-    configure_tensorflow(threads=args.threads)
+    backend.configure(threads=args.threads)
     import keras
 
     splits = bench_splits(args.train, synthetic=args.synthetic)

@@ -47,7 +47,7 @@ class _BudgetSpent(BaseException):
 def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path, args) -> dict:
     import optuna
 
-    from hpo import study as study_mod
+    from hpo import console, loop
     from hpo.config import Component
 
     url = f"sqlite:///{out_dir / (name + '.db')}"
@@ -61,10 +61,10 @@ def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path, args) -> di
                                   budget=dataclasses.replace(cfg.budget, n_trials=10_000, timeout=budget))
         from hpo.objective import Objective
 
-        study = study_mod.open_study(cfg)
+        study = loop.open_study(cfg)
         with _alarm(budget):  # cuts the trial that is still running at the deadline
             try:
-                study_mod.work(study, Objective(cfg, splits), cfg, progress=False, out=sys.stderr)
+                loop.TrialLoop(study, Objective(cfg, splits), cfg, progress=False, out=sys.stderr).run()
             except _BudgetSpent:
                 pass
     study = optuna.load_study(study_name=cfg.name, storage=url)
@@ -80,7 +80,7 @@ def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path, args) -> di
     return {"curve": curve, "winners": winners, "best_val": best, "params": dict(winner.params) if winner else {},
             "best_epoch": winner.user_attrs.get("best_epoch") if winner else None,
             "n_trials": len(study.trials),  # a trial still "running" in the storage was cut at the deadline
-            "states": {("cut" if s == "running" else s): n for s, n in study_mod.state_counts(study.trials).items()}}
+            "states": {("cut" if s == "running" else s): n for s, n in console.state_counts(study.trials).items()}}
 
 
 def _run_cli(args, cfg, budget: float) -> None:
@@ -103,6 +103,21 @@ def _run_cli(args, cfg, budget: float) -> None:
         p.wait()
 
 
+def drop_flag(argv: list[str], flag: str) -> list[str]:
+    """``argv`` without ``flag`` and its value (``--flag V`` or ``--flag=V``), for re-launching a command line."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == flag:
+            skip = True
+            continue
+        if not a.startswith(flag + "="):
+            out.append(a)
+    return out
+
+
 @contextlib.contextmanager
 def _alarm(seconds: float):
     """Raise ``_BudgetSpent`` in the main thread after ``seconds`` (between two training steps)."""
@@ -123,7 +138,7 @@ def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path, args) -
     import keras_tuner as kt
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    from hpo.objective import compile_model, datasets
+    from hpo.training import compile_model, datasets
 
     def build(hp):
         params = {}
@@ -190,7 +205,7 @@ def retrain_and_test(cfg, splits, params: dict, epochs: int, seed: int, final_fi
     images for ``epochs`` (no early stopping, nothing to watch); otherwise on the training images, early
     stopping on the validation images as in the search."""
     from hpo import data
-    from hpo.objective import release, train
+    from hpo.training import release, train
 
     fit_on = splits.for_final_fit() if final_fit else splits
     result = train(cfg.model, params, fit_on, epochs=epochs, seed=seed, early_stopping=cfg.early_stopping,
@@ -205,10 +220,9 @@ def retrain_and_test(cfg, splits, params: dict, epochs: int, seed: int, final_fi
 
 def run_lane(name: str, args, tmp: Path) -> dict:
     """One searcher: search for ``args.budget`` seconds, then retrain its winner once and test it."""
-    from hpo import config, data
-    from hpo.objective import configure_tensorflow
+    from hpo import backend, config, data
 
-    configure_tensorflow(threads=args.threads)
+    backend.configure(threads=args.threads)
     cfg = config.load_study(args.study).with_overrides(epochs=args.epochs, max_train_samples=args.max_train_samples)
     splits = data.load_splits(cfg.dataset, data_dir=cfg.data.data_dir, val_fraction=cfg.data.val_fraction,
                               seed=cfg.seed, normalization=cfg.data.normalization,
@@ -285,8 +299,6 @@ def main() -> None:
             Path(args.lane_json).write_text(json.dumps(run_lane(names[0], args, Path(tmp)), default=str))
             return
         if args.parallel:
-            from hpo.study import drop_flag
-
             argv = drop_flag(drop_flag([a for a in sys.argv[1:] if a != "--parallel"], "--searchers"), "--threads")
             procs = {n: subprocess.Popen([sys.executable, __file__, *argv, "--searchers", n, "--threads",
                                           str(args.threads), "--lane-json", str(Path(tmp) / f"{n}.json")])

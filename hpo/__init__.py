@@ -2,7 +2,8 @@
 
 Layers; a module imports only from the rows above it (``tests/test_layers.py`` checks this):
 
-  errors paths backend       exception types; where files live; the one door to TensorFlow/Keras
+  errors                     exception types by consequence (bad input: exit 2; a failed run: exit 1)
+  paths backend              where files live; the one door to TensorFlow/Keras
   spaces data models         search spaces; datasets and splits; the model registry
   storage components         storage URLs, checks, the study lock; sampler and pruner registries
   config                     studies/*.toml -> one typed StudyConfig (to_dict / from_dict)

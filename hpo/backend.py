@@ -13,6 +13,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import warnings
 from typing import Any, Iterator
 
 from hpo.errors import UserError
@@ -52,8 +53,9 @@ def _quiet_fd2() -> Iterator[None]:
 
 def tensorflow() -> Any:
     """The ``tensorflow`` module, imported quietly once; a missing install is bad input (exit 2)."""
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
+    loaded = sys.modules.get("tensorflow")
+    if loaded is not None:
+        return loaded
     if not _verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _quiet_fd2():
@@ -83,8 +85,6 @@ def keras() -> Any:
 def configure(*, threads: int = 0) -> None:
     """Thread limits and GPU memory growth. Must run before TensorFlow executes its first op."""
     if not _verbose:
-        import warnings
-
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     tf = tensorflow()

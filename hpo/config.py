@@ -21,6 +21,7 @@ from hpo.errors import UserError, choices_hint
 from hpo.paths import resolve_study_path
 from hpo.spaces import SearchSpace, load_space
 
+
 @dataclass(frozen=True)
 class DataConfig:
     normalization: str = "unit"  # "unit": x/255 ; "standardize": (x/255 - mean)/std

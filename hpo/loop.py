@@ -17,13 +17,14 @@ from typing import Any, Callable, Sequence, TextIO
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
 
 from hpo import console
 from hpo.config import StudyConfig
-from hpo.objective import AfterTraining
-from hpo.training import EpochHook
 from hpo.errors import UserError, one_line
+from hpo.objective import AfterTraining
 from hpo.storage import HEARTBEAT_SECONDS, StudyLock, describe_storage, enable_sqlite_wal, make_storage
+from hpo.training import EpochHook
 
 # Runs in this process after each of its trials is stored (finished, failed or pruned).
 TrialEndHook = Callable[[optuna.Study, FrozenTrial], None]
@@ -151,8 +152,6 @@ class TrialLoop:
 
     def __init__(self, study: optuna.Study, objective: Callable[[optuna.Trial], float], cfg: StudyConfig, *,
                  out: TextIO | None = None, progress: bool = True, on_trial_end: Sequence[TrialEndHook] = ()):
-        from tqdm import tqdm
-
         self.study, self.objective, self.cfg = study, objective, cfg
         self.out = out or sys.stdout
         self.on_trial_end = tuple(on_trial_end)
@@ -170,7 +169,6 @@ class TrialLoop:
     def say(self, line: str) -> None:
         # One write per line: workers share the parent's stdout, and tqdm.write's two writes
         # (text, then newline) interleave between processes when stdout is unbuffered.
-        from tqdm import tqdm
 
         with tqdm.external_write_mode(file=self.out):  # clears and redraws the bar around the line
             self.out.write(line + "\n")

@@ -118,10 +118,9 @@ def datasets(splits: Splits, batch_size: int, seed: int):
 
     tf.data's autotuner is off and the prefetch is a fixed :data:`PREFETCH` batches. With it on, each
     epoch's new iterator waited for the old iterator's autotune thread, which sleeps up to a minute
-    between rounds: up to ~54 s with no CPU use before an epoch's first batch (18-29 s at every epoch
-    in one run, 0 / 0 / 54 s in another; 1-thread trials on 48,000 images; ``benchmarks/pipeline.py``
-    measures it). The data are tensors
-    in memory, so there is nothing for the autotuner to tune.
+    between rounds: up to ~54 s with no CPU use before an epoch's first batch (``benchmarks/pipeline.py``
+    measures it; figures in ``benchmarks/RESULTS.md``). The data are tensors in memory, so there is
+    nothing for the autotuner to tune.
     """
     tf = backend.tensorflow()
     options = tf.data.Options()

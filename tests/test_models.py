@@ -26,7 +26,6 @@ def test_reference_parameter_counts(name, count):
 
 
 def test_seed000_cifar10_trainable_params():
-    import keras
 
     m = models.build("seed000_cifar10", (32, 32, 3), 10)
     trainable = sum(int(np.prod(w.shape)) for w in m.trainable_weights)

@@ -9,8 +9,8 @@ import pytest
 
 from hpo.config import Budget, DataConfig, EarlyStopping, StudyConfig
 from hpo.errors import UserError
+from hpo.report import build, compare, retrain
 from hpo.spaces import SearchSpace
-from hpo.report import compare, retrain
 
 CONFIG = StudyConfig(name="t", dataset="fashion_mnist", model="fashion_cnn", space=SearchSpace("s", "s.toml", ()),
                      source="t.toml", seed=42,
@@ -84,8 +84,8 @@ def test_plan_best_seeds_references_and_transfer():
     only_best = retrain.plan_runs(config=CONFIG, best_params=PARAMS, best_number=4, proto=proto,
                                   references="published")
     assert {s.role for s in only_best} == {"best"}
-    with pytest.raises(UserError, match="--references"):
-        retrain.plan_runs(config=CONFIG, best_params=PARAMS, best_number=4, proto=proto, references="all")
+    with pytest.raises(UserError, match="--references"):  # checked before any study is opened
+        build.build_report(study="no-such-study", references="all")
 
 
 def test_retrain_seeds_never_repeat_a_trial_seed():

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import optuna
 import plotly.offline
@@ -92,7 +92,5 @@ def build_report(*, study: str = "fashion", storage: str | None = None, study_na
 
 
 def command_line(argv: list[str] | None) -> str:
-    import shlex
-
     args = sys.argv[1:] if argv is None else argv
     return "hpo report " + " ".join(shlex.quote(a) for a in args)

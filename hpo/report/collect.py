@@ -10,6 +10,7 @@ import math
 import os
 import platform
 import subprocess
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -289,7 +290,6 @@ def make_flags(*, boundary: Sequence[BoundaryCheck], shares: Mapping[str, float]
 
 def importances(study: optuna.Study) -> tuple[dict[str, float] | None, str]:
     """fANOVA importances (seeded, so the report is stable), or None and why not."""
-    import warnings
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:

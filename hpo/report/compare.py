@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from scipy import stats
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from hpo.models import PUBLISHED_ONLY, REFERENCES
 from hpo.report.retrain import RetrainData, RunResult
@@ -78,7 +80,6 @@ class BestSummary:
 
 def mean_ci(values: Sequence[float], *, level: float = LEVEL, bounds: tuple[float, float] | None = None) -> MeanCI:
     """Mean, sd and the t-interval of the mean over seeds; ``bounds`` clips the interval (accuracies: 0..1)."""
-    from scipy import stats
 
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if len(x) == 0:
@@ -94,8 +95,6 @@ def mean_ci(values: Sequence[float], *, level: float = LEVEL, bounds: tuple[floa
 
 
 def wilson(correct: int, n: int, *, level: float = LEVEL) -> tuple[float, float]:
-    from scipy import stats
-
     if n == 0:
         return (float("nan"), float("nan"))
     ci = stats.binomtest(correct, n).proportion_ci(confidence_level=level, method="wilson")
@@ -104,7 +103,6 @@ def wilson(correct: int, n: int, *, level: float = LEVEL) -> tuple[float, float]
 
 def mcnemar(y: Sequence[int], pred_a: Sequence[int], pred_b: Sequence[int]) -> McNemar:
     """Exact McNemar: under H0 the discordant images split 50/50 between the two models."""
-    from scipy import stats
 
     y, a, b = np.asarray(y), np.asarray(pred_a), np.asarray(pred_b)
     if not len(y) == len(a) == len(b):
@@ -119,7 +117,6 @@ def mcnemar(y: Sequence[int], pred_a: Sequence[int], pred_b: Sequence[int]) -> M
 def per_class(y: Sequence[int], preds: Sequence[Sequence[int]],
               class_names: Sequence[str]) -> tuple[list[ClassRow], dict[str, dict[str, float]]]:
     """Precision/recall/F1 per class (scikit-learn), pooled over the runs."""
-    from sklearn.metrics import precision_recall_fscore_support
 
     yt = np.tile(np.asarray(y), len(preds))
     yp = np.concatenate([np.asarray(p) for p in preds])
@@ -135,8 +132,6 @@ def per_class(y: Sequence[int], preds: Sequence[Sequence[int]],
 
 
 def confusion(y: Sequence[int], preds: Sequence[Sequence[int]], n_classes: int) -> np.ndarray:
-    from sklearn.metrics import confusion_matrix
-
     labels = list(range(n_classes))
     return sum(confusion_matrix(y, p, labels=labels) for p in preds)  # type: ignore[return-value]
 

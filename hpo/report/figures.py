@@ -12,6 +12,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import optuna
+import plotly.graph_objects as go
+from optuna import visualization as vis
+from plotly.subplots import make_subplots
 
 from hpo.errors import one_line
 from hpo.report.collect import StudyData, TrialRow
@@ -48,8 +51,6 @@ def _try(title: str, make: Callable[[], Any], note: str = "") -> Plot:
 # --- section 2: Optuna's search plots -----------------------------------------------------------
 
 def search_plots(study: optuna.Study, data: StudyData) -> list[Plot]:
-    from optuna import visualization as vis
-
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     imp = data.importances or {}
     top2 = list(imp)[:2]
@@ -87,7 +88,6 @@ def search_plots(study: optuna.Study, data: StudyData) -> list[Plot]:
 
 def _curves_figure(series: Sequence[tuple[str, str, Mapping[str, list[float]]]], *, height: int):
     """Loss and accuracy per epoch, one colour per ``(group, name, history)``: validation solid, train dotted."""
-    from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
     for i, (group, name, history) in enumerate(series):
@@ -115,8 +115,6 @@ def curves(top: Sequence[TrialRow]) -> Plot:
 
 def pareto(data: StudyData) -> Plot:
     def make():
-        from plotly.subplots import make_subplots
-
         done = data.completed
         fig = make_subplots(rows=1, cols=2, subplot_titles=("parameters", "inference latency (ms / image)"))
         for col, attr, front in ((1, "n_params", data.pareto_params), (2, "latency_ms", data.pareto_latency)):
@@ -146,8 +144,6 @@ def pareto(data: StudyData) -> Plot:
 
 def seeds(runs: Sequence[RunResult], study_value: float) -> Plot:
     def make():
-        import plotly.graph_objects as go
-
         fig = go.Figure()
         xs = [f"seed {r.spec.seed}" for r in runs]
         fig.add_scatter(x=xs, y=[r.val_accuracy for r in runs], mode="markers", name="retrained val accuracy",
@@ -169,8 +165,6 @@ def retrain_curves(runs: Sequence[RunResult]) -> Plot:
 
 def confusion(summary: BestSummary) -> Plot:
     def make():
-        import plotly.graph_objects as go
-
         cm = np.asarray(summary.confusion, dtype=float)
         rows = cm.sum(axis=1, keepdims=True)
         share = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
@@ -192,8 +186,6 @@ def confusion(summary: BestSummary) -> Plot:
 
 def references(rows_by_dataset: Mapping[str, Sequence[Row]], dataset_titles: Mapping[str, str]) -> Plot:
     def make():
-        from plotly.subplots import make_subplots
-
         names = [d for d, rows in rows_by_dataset.items() if rows]
         fig = make_subplots(rows=1, cols=len(names), subplot_titles=[dataset_titles.get(d, d) for d in names],
                             shared_yaxes=False)

@@ -14,13 +14,13 @@ import hashlib
 import io
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from PIL import Image
 
 from hpo import backend, data, models, training
 from hpo.components import trial_seed
@@ -141,8 +141,6 @@ def protocol(cfg: StudyConfig, *, epochs: int | None, max_train_samples: int | N
 def plan_runs(*, config: StudyConfig, best_params: Mapping[str, Any], best_number: int,
               proto: Mapping[str, Any], references: str) -> list[RunSpec]:
     """Best trial x seeds on the study's dataset; then, when measured, references and transfer runs."""
-    if references not in REFERENCE_MODES:
-        raise UserError(f"--references {references!r}: choose one of {', '.join(REFERENCE_MODES)}")
     home, family = config.dataset, config.model
     common = dict(epochs=proto["epochs"], max_train_samples=proto["max_train_samples"],
                   val_fraction=proto["val_fraction"], split_seed=proto["split_seed"],
@@ -371,7 +369,6 @@ def architecture(model: Any) -> list[dict[str, Any]]:
 
 def mistakes(x_uint8: np.ndarray, y: np.ndarray, probs: np.ndarray, k: int) -> list[dict[str, Any]]:
     """The k most confident mistakes, each with its image as a base64 PNG."""
-    from PIL import Image
 
     pred = probs.argmax(axis=1)
     wrong = np.flatnonzero(pred != y)
