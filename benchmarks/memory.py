@@ -39,14 +39,27 @@ def main() -> int:
     backend.configure()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rng = np.random.default_rng(0)
-    raw = data.Raw(rng.integers(0, 255, (600, 28, 28, 1), dtype=np.uint8), np.arange(600) % 10,
-                   rng.integers(0, 255, (10, 28, 28, 1), dtype=np.uint8), np.arange(10), data.FASHION_CLASSES, "synthetic")
+    raw = data.Raw(
+        rng.integers(0, 255, (600, 28, 28, 1), dtype=np.uint8),
+        np.arange(600) % 10,
+        rng.integers(0, 255, (10, 28, 28, 1), dtype=np.uint8),
+        np.arange(10),
+        data.FASHION_CLASSES,
+        "synthetic",
+    )
     splits = data.load_splits("fashion_mnist", raw=raw, seed=0)
     space = spaces.load_space("fashion")
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = StudyConfig(name="memory", dataset="fashion_mnist", model="fashion_cnn", space=space, source="memory",
-                          storage=f"sqlite:///{tmp}/m.db", budget=Budget(n_trials=args.trials, epochs=1),
-                          early_stopping=EarlyStopping(enabled=False))
+        cfg = StudyConfig(
+            name="memory",
+            dataset="fashion_mnist",
+            model="fashion_cnn",
+            space=space,
+            source="memory",
+            storage=f"sqlite:///{tmp}/m.db",
+            budget=Budget(n_trials=args.trials, epochs=1),
+            early_stopping=EarlyStopping(enabled=False),
+        )
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
         objective = Objective(cfg, splits)
         rss: list[float] = []
@@ -56,7 +69,9 @@ def main() -> int:
             study.enqueue_trial({"filters": 16, "batch_size": 64}, skip_if_exists=False)
             study.optimize(objective, n_trials=1, catch=(Exception,))
             rss.append(rss_mib())
-            print(f"{i + 1:>5} {rss[-1]:>8.1f} {study.trials[-1].user_attrs.get('n_params', 0):>8}", flush=True)
+            print(
+                f"{i + 1:>5} {rss[-1]:>8.1f} {study.trials[-1].user_attrs.get('n_params', 0):>8}", flush=True
+            )
     if len(rss) < 20:
         print("need at least 20 trials for the verdict")
         return 0
@@ -67,8 +82,10 @@ def main() -> int:
     base, tail = rss[9], rss[-10:]
     growth = (max(tail) - base) / base * 100
     verdict = "PASS" if growth < 5 else "FAIL"
-    print(f"trial 10: {base:.1f} MiB; last 10: {min(tail):.1f}-{max(tail):.1f} MiB; "
-          f"growth {growth:+.2f} % (target < 5 %): {verdict}")
+    print(
+        f"trial 10: {base:.1f} MiB; last 10: {min(tail):.1f}-{max(tail):.1f} MiB; "
+        f"growth {growth:+.2f} % (target < 5 %): {verdict}"
+    )
     return 0 if verdict == "PASS" else 1
 
 

@@ -36,16 +36,32 @@ def lane(args) -> dict:
     from hpo.training import VAL_BATCH, compile_model, datasets
 
     splits = bench_splits(args.train, synthetic=args.synthetic)
-    params = {"variant": "extended", "filters": 32, "batch_norm": True, "dropout": 0.25, "l2": 1e-6,
-              "learning_rate": 1e-3, "batch_size": args.batch_size, "optimizer": "adam", "lr_schedule": "cosine"}
+    params = {
+        "variant": "extended",
+        "filters": 32,
+        "batch_norm": True,
+        "dropout": 0.25,
+        "l2": 1e-6,
+        "learning_rate": 1e-3,
+        "batch_size": args.batch_size,
+        "optimizer": "adam",
+        "lr_schedule": "cosine",
+    }
     if args.lane == "hpo":
         train, val = datasets(splits, args.batch_size, seed=0)
     else:  # the pipeline hpo used before: the same, with tf.data's autotuned prefetch
-        train = (tf.data.Dataset.from_tensor_slices((splits.x_train, splits.y_train))
-                 .shuffle(len(splits.y_train), seed=0, reshuffle_each_iteration=True)
-                 .batch(args.batch_size).prefetch(tf.data.AUTOTUNE))
-        val = tf.data.Dataset.from_tensor_slices((splits.x_val, splits.y_val)).batch(VAL_BATCH).cache() \
+        train = (
+            tf.data.Dataset.from_tensor_slices((splits.x_train, splits.y_train))
+            .shuffle(len(splits.y_train), seed=0, reshuffle_each_iteration=True)
+            .batch(args.batch_size)
             .prefetch(tf.data.AUTOTUNE)
+        )
+        val = (
+            tf.data.Dataset.from_tensor_slices((splits.x_val, splits.y_val))
+            .batch(VAL_BATCH)
+            .cache()
+            .prefetch(tf.data.AUTOTUNE)
+        )
     model = compile_model("fashion_cnn", params, splits, epochs=args.epochs)
 
     class Timer(keras.callbacks.Callback):
@@ -64,8 +80,11 @@ def lane(args) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             self.epoch_s.append(time.perf_counter() - self.t0)
             self.wait_s.append(self.first)
-            print(f"  {args.lane:8s} epoch {epoch + 1}: {self.epoch_s[-1]:6.1f} s, first batch after "
-                  f"{self.first:5.1f} s, val_accuracy {logs['val_accuracy']:.4f}", flush=True)
+            print(
+                f"  {args.lane:8s} epoch {epoch + 1}: {self.epoch_s[-1]:6.1f} s, first batch after "
+                f"{self.first:5.1f} s, val_accuracy {logs['val_accuracy']:.4f}",
+                flush=True,
+            )
 
     timer = Timer()
     model.fit(train, validation_data=val, epochs=args.epochs, verbose=0, callbacks=[timer])
@@ -85,8 +104,12 @@ def main() -> None:
         return
     if args.epochs < 2:
         ap.error("--epochs must be >= 2: the first epoch has no earlier iterator to wait for")
-    procs = {name: subprocess.Popen([sys.executable, __file__, *sys.argv[1:], "--lane", name],
-                                    stdout=subprocess.PIPE, text=True) for name in LANES}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, __file__, *sys.argv[1:], "--lane", name], stdout=subprocess.PIPE, text=True
+        )
+        for name in LANES
+    }
     results = {}
     for name, p in procs.items():
         out, _ = p.communicate()
@@ -94,16 +117,20 @@ def main() -> None:
         print("\n".join(line for line in lines if not line.startswith("RESULT ")))
         if p.returncode != 0 or not lines or not lines[-1].startswith("RESULT "):
             sys.exit(f"lane {name} failed (exit {p.returncode})")
-        results[name] = json.loads(lines[-1][len("RESULT "):])
-    print(f"\n{results['hpo']['n_train']} training images, batch {args.batch_size}, {args.epochs} epochs, "
-          "both lanes at once, one TensorFlow thread each")
+        results[name] = json.loads(lines[-1][len("RESULT ") :])
+    print(
+        f"\n{results['hpo']['n_train']} training images, batch {args.batch_size}, {args.epochs} epochs, "
+        "both lanes at once, one TensorFlow thread each"
+    )
     print("| pipeline | mean epoch after the first (s) | mean wait for the first batch (s) |")
     print("|---|---|---|")
     mean = {}
     for name, r in results.items():
         mean[name] = statistics.mean(r["epoch_s"][1:])
         print(f"| {name} | {mean[name]:.1f} | {statistics.mean(r['wait_s'][1:]):.1f} |")
-    print(f"epoch time ratio autotune / hpo: {mean['autotune'] / mean['hpo']:.2f} (> 1: hpo's pipeline is faster)")
+    print(
+        f"epoch time ratio autotune / hpo: {mean['autotune'] / mean['hpo']:.2f} (> 1: hpo's pipeline is faster)"
+    )
 
 
 if __name__ == "__main__":

@@ -23,10 +23,29 @@ def run_layout(workers: int, threads: int, args, tmp: Path) -> tuple[int, float]
     import optuna
 
     db = tmp / f"scale-{workers}x{threads}-{time.time_ns()}.db"
-    cmd = [sys.executable, "-m", "hpo.run", "--study", args.study, "--study-name", "scale",
-           "--storage", f"sqlite:///{db}", "--n-trials", "100000", "--timeout", str(args.budget),
-           "--epochs", str(args.epochs), "--max-train-samples", str(args.max_train_samples),
-           "--n-workers", str(workers), "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hpo.run",
+        "--study",
+        args.study,
+        "--study-name",
+        "scale",
+        "--storage",
+        f"sqlite:///{db}",
+        "--n-trials",
+        "100000",
+        "--timeout",
+        str(args.budget),
+        "--epochs",
+        str(args.epochs),
+        "--max-train-samples",
+        str(args.max_train_samples),
+        "--n-workers",
+        str(workers),
+        "--threads",
+        str(threads),
+    ]
     t0 = time.time()
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     wall = time.time() - t0
@@ -48,11 +67,14 @@ def main() -> None:
     rates: dict[tuple[int, int], list[float]] = {l: [] for l in layouts}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            for workers, threads in (layouts if r % 2 == 0 else layouts[::-1]):
+            for workers, threads in layouts if r % 2 == 0 else layouts[::-1]:
                 done, wall = run_layout(workers, threads, args, Path(tmp))
                 rates[(workers, threads)].append(done / wall * 3600)
-                print(f"{workers} worker(s) x {threads} thread(s) {r:>5} {done:>8} {wall:>7.0f} "
-                      f"{rates[(workers, threads)][-1]:>11.1f}", flush=True)
+                print(
+                    f"{workers} worker(s) x {threads} thread(s) {r:>5} {done:>8} {wall:>7.0f} "
+                    f"{rates[(workers, threads)][-1]:>11.1f}",
+                    flush=True,
+                )
     a, b = (sum(v) / len(v) for v in rates.values())
     print(f"mean trials/hour: 1x2 {a:.1f}, 2x1 {b:.1f}; ratio 2x1 / 1x2 = {b / a:.2f}")
 

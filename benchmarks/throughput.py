@@ -30,18 +30,26 @@ def bench_splits(n_train: int, *, synthetic: bool):
         return data.load_splits("fashion_mnist", seed=0, max_train_samples=n_train)
     rng = np.random.default_rng(0)
     n = n_train + 2000
-    raw = data.Raw(rng.integers(0, 255, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n),
-                   rng.integers(0, 255, (10, 28, 28, 1), dtype=np.uint8), np.arange(10),
-                   data.FASHION_CLASSES, "synthetic")
-    return data.load_splits("fashion_mnist", raw=raw, val_fraction=2000 / n, seed=0, max_train_samples=n_train)
+    raw = data.Raw(
+        rng.integers(0, 255, (n, 28, 28, 1), dtype=np.uint8),
+        rng.integers(0, 10, n),
+        rng.integers(0, 255, (10, 28, 28, 1), dtype=np.uint8),
+        np.arange(10),
+        data.FASHION_CLASSES,
+        "synthetic",
+    )
+    return data.load_splits(
+        "fashion_mnist", raw=raw, val_fraction=2000 / n, seed=0, max_train_samples=n_train
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", type=int, default=12000, help="training images")
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=4,
-                    help="alternating rounds (even: each side goes first equally often)")
+    ap.add_argument(
+        "--rounds", type=int, default=4, help="alternating rounds (even: each side goes first equally often)"
+    )
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--filters", type=int, default=32)
     ap.add_argument("--variant", default="extended", choices=["baseline", "extended", "double"])
@@ -56,8 +64,14 @@ def main() -> None:
     import keras
 
     splits = bench_splits(args.train, synthetic=args.synthetic)
-    params = {"variant": args.variant, "filters": args.filters, "dropout": 0.25, "learning_rate": 1e-3,
-              "batch_size": args.batch_size, "optimizer": "adam"}
+    params = {
+        "variant": args.variant,
+        "filters": args.filters,
+        "dropout": 0.25,
+        "learning_rate": 1e-3,
+        "batch_size": args.batch_size,
+        "optimizer": "adam",
+    }
     n_train = len(splits.y_train)
 
     class Timer(keras.callbacks.Callback):
@@ -73,13 +87,27 @@ def main() -> None:
 
     def plain_keras() -> float:
         keras.utils.set_random_seed(0)
-        model = models.build("fashion_cnn", splits.input_shape, 10,
-                             **{k: v for k, v in params.items() if k not in ("learning_rate", "batch_size", "optimizer")})
-        model.compile(optimizer=make_optimizer("adam", 1e-3), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        model = models.build(
+            "fashion_cnn",
+            splits.input_shape,
+            10,
+            **{k: v for k, v in params.items() if k not in ("learning_rate", "batch_size", "optimizer")},
+        )
+        model.compile(
+            optimizer=make_optimizer("adam", 1e-3),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
         timer = Timer()
-        model.fit(splits.x_train, splits.y_train, batch_size=args.batch_size, epochs=args.epochs,
-                  validation_data=(splits.x_val, splits.y_val), callbacks=[timer], verbose=0)
+        model.fit(
+            splits.x_train,
+            splits.y_train,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            validation_data=(splits.x_val, splits.y_val),
+            callbacks=[timer],
+            verbose=0,
+        )
         secs = timer.train_s[1:] or timer.train_s
         del model
         release()
@@ -91,9 +119,11 @@ def main() -> None:
         release()
         return result.images_per_sec
 
-    print(f"model fashion_cnn/{args.variant} filters={args.filters} batch={args.batch_size}, "
-          f"{n_train} train / {len(splits.y_val)} val images, {args.epochs} epochs, "
-          f"{'synthetic' if args.synthetic else 'Fashion-MNIST'}")
+    print(
+        f"model fashion_cnn/{args.variant} filters={args.filters} batch={args.batch_size}, "
+        f"{n_train} train / {len(splits.y_val)} val images, {args.epochs} epochs, "
+        f"{'synthetic' if args.synthetic else 'Fashion-MNIST'}"
+    )
     print(f"{'round':>5} {'plain keras img/s':>18} {'hpo img/s':>10} {'ratio':>6}")
     ratios = []
     for r in range(args.rounds):
@@ -105,8 +135,10 @@ def main() -> None:
         ratios.append(hpo_ips / keras_ips)
         print(f"{r:>5} {keras_ips:>18.0f} {hpo_ips:>10.0f} {ratios[-1]:>6.2f}", flush=True)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"median ratio hpo/plain keras: {statistics.median(ratios):.2f} (target >= 1.0); "
-          f"peak RSS {peak_mib:.0f} MiB")
+    print(
+        f"median ratio hpo/plain keras: {statistics.median(ratios):.2f} (target >= 1.0); "
+        f"peak RSS {peak_mib:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

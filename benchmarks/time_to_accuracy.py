@@ -56,9 +56,15 @@ def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path, args) -> di
         cfg = dataclasses.replace(cfg, name="tta-hpo", storage=url)
         _run_cli(args, cfg, budget)
     else:  # plain Optuna in this process: no pruning, no warm start, the same objective and space
-        cfg = dataclasses.replace(cfg, sampler=Component("tpe" if name == "tpe" else "random", {}),
-                                  pruner=Component("none", {}), warm_start=(), name=f"tta-{name}", storage=url,
-                                  budget=dataclasses.replace(cfg.budget, n_trials=10_000, timeout=budget))
+        cfg = dataclasses.replace(
+            cfg,
+            sampler=Component("tpe" if name == "tpe" else "random", {}),
+            pruner=Component("none", {}),
+            warm_start=(),
+            name=f"tta-{name}",
+            storage=url,
+            budget=dataclasses.replace(cfg.budget, n_trials=10_000, timeout=budget),
+        )
         from hpo.objective import Objective
 
         study = loop.open_study(cfg)
@@ -69,24 +75,49 @@ def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path, args) -> di
                 pass
     study = optuna.load_study(study_name=cfg.name, storage=url)
     curve, winners, best, winner = [], [], 0.0, None
-    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
-                and t.datetime_complete.timestamp() - t0 <= budget]
+    finished = [
+        t
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+        and t.value is not None
+        and t.datetime_complete.timestamp() - t0 <= budget
+    ]
     for t in sorted(finished, key=lambda t: t.datetime_complete):
         at = t.datetime_complete.timestamp() - t0
         if t.value > best:
             best, winner = t.value, t
             winners.append((at, best, dict(t.params), t.user_attrs.get("best_epoch")))
         curve.append((at, best))
-    return {"curve": curve, "winners": winners, "best_val": best, "params": dict(winner.params) if winner else {},
-            "best_epoch": winner.user_attrs.get("best_epoch") if winner else None,
-            "n_trials": len(study.trials),  # a trial still "running" in the storage was cut at the deadline
-            "states": {("cut" if s == "running" else s): n for s, n in console.state_counts(study.trials).items()}}
+    return {
+        "curve": curve,
+        "winners": winners,
+        "best_val": best,
+        "params": dict(winner.params) if winner else {},
+        "best_epoch": winner.user_attrs.get("best_epoch") if winner else None,
+        "n_trials": len(study.trials),  # a trial still "running" in the storage was cut at the deadline
+        "states": {
+            ("cut" if s == "running" else s): n for s, n in console.state_counts(study.trials).items()
+        },
+    }
 
 
 def _run_cli(args, cfg, budget: float) -> None:
     """``python -m hpo.run --study ...`` for ``budget`` seconds; the trials still running then are killed."""
-    cmd = [sys.executable, "-m", "hpo.run", "--study", args.study, "--study-name", cfg.name, "--storage", cfg.storage,
-           "--n-trials", "10000", "--timeout", str(budget)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hpo.run",
+        "--study",
+        args.study,
+        "--study-name",
+        cfg.name,
+        "--storage",
+        cfg.storage,
+        "--n-trials",
+        "10000",
+        "--timeout",
+        str(budget),
+    ]
     if args.epochs:
         cmd += ["--epochs", str(args.epochs)]
     if args.max_train_samples:
@@ -99,7 +130,9 @@ def _run_cli(args, cfg, budget: float) -> None:
         if code:  # finished early with an error: say so, or the table would show a crash as "no trial"
             print(f"warning: {' '.join(cmd[2:5])} exited with code {code} before its budget", file=sys.stderr)
     except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)  # the workers too; unfinished trials stay RUNNING and are not counted
+        os.killpg(
+            p.pid, signal.SIGKILL
+        )  # the workers too; unfinished trials stay RUNNING and are not counted
         p.wait()
 
 
@@ -121,6 +154,7 @@ def drop_flag(argv: list[str], flag: str) -> list[str]:
 @contextlib.contextmanager
 def _alarm(seconds: float):
     """Raise ``_BudgetSpent`` in the main thread after ``seconds`` (between two training steps)."""
+
     def ring(signum, frame):
         raise _BudgetSpent()
 
@@ -154,7 +188,9 @@ def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path, args) -
                 params[p.name] = hp.Choice(p.name, list(d.choices))
         return compile_model(cfg.model, params, splits, epochs=cfg.budget.epochs)
 
-    def space_params(values: dict) -> dict:  # drop KerasTuner's own entries (tuner/epochs, ...) and inactive ones
+    def space_params(
+        values: dict,
+    ) -> dict:  # drop KerasTuner's own entries (tuner/epochs, ...) and inactive ones
         params: dict = {}
         for p in cfg.space.params:
             if p.name in values and p.active(params):
@@ -182,13 +218,18 @@ def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path, args) -
                 if not winners or score > winners[-1][1]:
                     winners.append((at, score, space_params(dict(best[0].hyperparameters.values)), None))
 
-    common = dict(objective="val_accuracy", overwrite=True, directory=str(out_dir), project_name=name, seed=cfg.seed)
+    common = dict(
+        objective="val_accuracy", overwrite=True, directory=str(out_dir), project_name=name, seed=cfg.seed
+    )
     if name == "kt_hyperband":
         tuner = Tuner(build, max_epochs=cfg.budget.epochs, factor=3, **common)
     else:
         tuner = Tuner(build, max_trials=10_000, **common)
-    es = keras.callbacks.EarlyStopping(monitor=cfg.early_stopping.monitor, patience=cfg.early_stopping.patience,
-                                       restore_best_weights=cfg.early_stopping.restore_best_weights)
+    es = keras.callbacks.EarlyStopping(
+        monitor=cfg.early_stopping.monitor,
+        patience=cfg.early_stopping.patience,
+        restore_best_weights=cfg.early_stopping.restore_best_weights,
+    )
     with _alarm(budget):  # the same cut as for the Optuna searchers
         try:
             tuner.search(epochs=cfg.budget.epochs, callbacks=[es], verbose=0)
@@ -196,8 +237,13 @@ def run_kerastuner(name: str, cfg, splits, budget: float, out_dir: Path, args) -
             pass
     best_trials = tuner.oracle.get_best_trials(1)  # only a trial finished within the budget counts
     params = space_params(dict(best_trials[0].hyperparameters.values)) if best_trials and curve else {}
-    return {"curve": curve, "winners": winners, "best_val": max((c[1] for c in curve), default=0.0), "params": params,
-            "n_trials": len(tuner.oracle.trials)}
+    return {
+        "curve": curve,
+        "winners": winners,
+        "best_val": max((c[1] for c in curve), default=0.0),
+        "params": params,
+        "n_trials": len(tuner.oracle.trials),
+    }
 
 
 def retrain_and_test(cfg, splits, params: dict, epochs: int, seed: int, final_fit: bool) -> float:
@@ -208,10 +254,22 @@ def retrain_and_test(cfg, splits, params: dict, epochs: int, seed: int, final_fi
     from hpo.training import release, train
 
     fit_on = splits.for_final_fit() if final_fit else splits
-    result = train(cfg.model, params, fit_on, epochs=epochs, seed=seed, early_stopping=cfg.early_stopping,
-                   measure_latency=False)
-    x_test, y_test, _ = data.load_test(cfg.dataset, data_dir=cfg.data.data_dir, normalization=cfg.data.normalization,
-                                       mean=splits.mean, std=splits.std)
+    result = train(
+        cfg.model,
+        params,
+        fit_on,
+        epochs=epochs,
+        seed=seed,
+        early_stopping=cfg.early_stopping,
+        measure_latency=False,
+    )
+    x_test, y_test, _ = data.load_test(
+        cfg.dataset,
+        data_dir=cfg.data.data_dir,
+        normalization=cfg.data.normalization,
+        mean=splits.mean,
+        std=splits.std,
+    )
     _, acc = result.model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
     result.model = None
     release()
@@ -223,14 +281,26 @@ def run_lane(name: str, args, tmp: Path) -> dict:
     from hpo import backend, config, data
 
     backend.configure(threads=args.threads)
-    cfg = config.load_study(args.study).with_overrides(epochs=args.epochs, max_train_samples=args.max_train_samples)
-    splits = data.load_splits(cfg.dataset, data_dir=cfg.data.data_dir, val_fraction=cfg.data.val_fraction,
-                              seed=cfg.seed, normalization=cfg.data.normalization,
-                              max_train_samples=cfg.data.max_train_samples)
-    print(f"== {name}: {args.budget:.0f}s budget, {args.threads or os.cpu_count()} TensorFlow threads", flush=True)
+    cfg = config.load_study(args.study).with_overrides(
+        epochs=args.epochs, max_train_samples=args.max_train_samples
+    )
+    splits = data.load_splits(
+        cfg.dataset,
+        data_dir=cfg.data.data_dir,
+        val_fraction=cfg.data.val_fraction,
+        seed=cfg.seed,
+        normalization=cfg.data.normalization,
+        max_train_samples=cfg.data.max_train_samples,
+    )
+    print(
+        f"== {name}: {args.budget:.0f}s budget, {args.threads or os.cpu_count()} TensorFlow threads",
+        flush=True,
+    )
     runner = run_optuna if name in ("hpo", "tpe", "random") else run_kerastuner
     r = runner(name, cfg, splits, args.budget, tmp, args)
-    print(f"   {name}: {r['n_trials']} trials, best val {r['best_val']:.4f}; retraining its winner", flush=True)
+    print(
+        f"   {name}: {r['n_trials']} trials, best val {r['best_val']:.4f}; retraining its winner", flush=True
+    )
     r["n_train"], r["n_val"], r["epochs"] = len(splits.y_train), len(splits.y_val), cfg.budget.epochs
     if args.lane_json:  # the search result survives a retrain that is interrupted
         Path(args.lane_json).write_text(json.dumps(r, default=str))
@@ -239,8 +309,11 @@ def run_lane(name: str, args, tmp: Path) -> dict:
     def test_winner(params: dict, best_epoch) -> tuple[float, str]:
         # A final fit runs as many epochs as the winner needed in its trial (its best epoch); KerasTuner's: all.
         epochs = args.retrain_epochs or (best_epoch if final_fit else None) or cfg.budget.epochs
-        acc = retrain_and_test(cfg, splits, params, epochs, seed=cfg.seed, final_fit=final_fit) if params \
+        acc = (
+            retrain_and_test(cfg, splits, params, epochs, seed=cfg.seed, final_fit=final_fit)
+            if params
             else float("nan")
+        )
         return acc, f"{args.final_fit}, {epochs} epochs"
 
     t = time.time()
@@ -248,7 +321,9 @@ def run_lane(name: str, args, tmp: Path) -> dict:
     r["retrain_seconds"] = time.time() - t
     print(f"   {name}: winner retrained once, test accuracy {r['test_acc']:.4f}", flush=True)
     r["test_at"] = {}
-    for c in args.retrain_at:  # the winner as it stood at an earlier time: what a run that short would have had
+    for (
+        c
+    ) in args.retrain_at:  # the winner as it stood at an earlier time: what a run that short would have had
         earlier = [w for w in r["winners"] if w[0] <= c]
         if not earlier:
             r["test_at"][str(c)] = float("nan")
@@ -256,33 +331,57 @@ def run_lane(name: str, args, tmp: Path) -> dict:
             r["test_at"][str(c)] = r["test_acc"]
         else:
             r["test_at"][str(c)] = test_winner(earlier[-1][2], earlier[-1][3])[0]
-            print(f"   {name}: its winner at {c / 60:.3g} min retrained once, test accuracy "
-                  f"{r['test_at'][str(c)]:.4f}", flush=True)
+            print(
+                f"   {name}: its winner at {c / 60:.3g} min retrained once, test accuracy "
+                f"{r['test_at'][str(c)]:.4f}",
+                flush=True,
+            )
     return r
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--budget", type=float, default=1800, help="seconds of search per searcher (default 30 min)")
+    ap.add_argument(
+        "--budget", type=float, default=1800, help="seconds of search per searcher (default 30 min)"
+    )
     ap.add_argument("--searchers", default=",".join(SEARCHERS))
     ap.add_argument("--study", default="fashion")
     ap.add_argument("--epochs", type=int, help="max epochs per trial (default: the study's)")
     ap.add_argument("--max-train-samples", type=int)
-    ap.add_argument("--retrain-epochs", type=int,
-                    help="epochs when retraining each winner (default: the winner's best epoch with --final-fit "
-                         "train+val, else --epochs)")
-    ap.add_argument("--final-fit", choices=("train", "train+val"), default="train",
-                    help="retrain each winner on the training images with early stopping on the validation images "
-                         "(default), or on the training and validation images for the winner's best epoch")
-    ap.add_argument("--retrain-at", type=lambda v: [float(x) for x in v.split(",")], default=[], metavar="SECONDS",
-                    help="also retrain and test each searcher's winner as it stood at these times (comma-separated "
-                         "seconds, e.g. 1800 in a 2-hour run): what a run that long would have found")
-    ap.add_argument("--parallel", action="store_true",
-                    help="run all searchers at once, one process each (default --threads 1): the same wall clock "
-                         "under the same machine load, so noise hits them alike")
-    ap.add_argument("--threads", type=int, help="TensorFlow threads per searcher (default: all cores; 1 with --parallel)")
+    ap.add_argument(
+        "--retrain-epochs",
+        type=int,
+        help="epochs when retraining each winner (default: the winner's best epoch with --final-fit "
+        "train+val, else --epochs)",
+    )
+    ap.add_argument(
+        "--final-fit",
+        choices=("train", "train+val"),
+        default="train",
+        help="retrain each winner on the training images with early stopping on the validation images "
+        "(default), or on the training and validation images for the winner's best epoch",
+    )
+    ap.add_argument(
+        "--retrain-at",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[],
+        metavar="SECONDS",
+        help="also retrain and test each searcher's winner as it stood at these times (comma-separated "
+        "seconds, e.g. 1800 in a 2-hour run): what a run that long would have found",
+    )
+    ap.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run all searchers at once, one process each (default --threads 1): the same wall clock "
+        "under the same machine load, so noise hits them alike",
+    )
+    ap.add_argument(
+        "--threads", type=int, help="TensorFlow threads per searcher (default: all cores; 1 with --parallel)"
+    )
     ap.add_argument("--out", default="benchmarks/results")
-    ap.add_argument("--lane-json", help=argparse.SUPPRESS)  # internal: a --parallel child writes its result here
+    ap.add_argument(
+        "--lane-json", help=argparse.SUPPRESS
+    )  # internal: a --parallel child writes its result here
     args = ap.parse_args()
     if args.threads is None:
         args.threads = 1 if args.parallel else 0
@@ -299,52 +398,87 @@ def main() -> None:
             Path(args.lane_json).write_text(json.dumps(run_lane(names[0], args, Path(tmp)), default=str))
             return
         if args.parallel:
-            argv = drop_flag(drop_flag([a for a in sys.argv[1:] if a != "--parallel"], "--searchers"), "--threads")
-            procs = {n: subprocess.Popen([sys.executable, __file__, *argv, "--searchers", n, "--threads",
-                                          str(args.threads), "--lane-json", str(Path(tmp) / f"{n}.json")])
-                     for n in names}
+            argv = drop_flag(
+                drop_flag([a for a in sys.argv[1:] if a != "--parallel"], "--searchers"), "--threads"
+            )
+            procs = {
+                n: subprocess.Popen(
+                    [
+                        sys.executable,
+                        __file__,
+                        *argv,
+                        "--searchers",
+                        n,
+                        "--threads",
+                        str(args.threads),
+                        "--lane-json",
+                        str(Path(tmp) / f"{n}.json"),
+                    ]
+                )
+                for n in names
+            }
             for n, p in procs.items():
                 lane = Path(tmp) / f"{n}.json"
                 if p.wait() != 0 and not lane.exists():
                     sys.exit(f"searcher {n} failed (exit {p.returncode})")
                 results[n] = json.loads(lane.read_text())
                 if p.returncode != 0:  # searched, but its retrain was interrupted: test accuracy stays nan
-                    print(f"   {n}: retrain did not finish (exit {p.returncode}); its test accuracy is not measured")
+                    print(
+                        f"   {n}: retrain did not finish (exit {p.returncode}); its test accuracy is not measured"
+                    )
         else:
             for n in names:
                 results[n] = run_lane(n, args, Path(tmp))
 
     checkpoints = [args.budget * f for f in (0.25, 0.5, 0.75, 1.0)]
-    header = "| searcher | trials | " + " | ".join(f"best val @ {c / 60:.1f} min" for c in checkpoints) + \
-             "".join(f" | test acc of the {c / 60:.3g}-min winner" for c in args.retrain_at) + \
-             " | winner test acc (retrained once) |"
+    header = (
+        "| searcher | trials | "
+        + " | ".join(f"best val @ {c / 60:.1f} min" for c in checkpoints)
+        + "".join(f" | test acc of the {c / 60:.3g}-min winner" for c in args.retrain_at)
+        + " | winner test acc (retrained once) |"
+    )
     lines = [header, "|" + "---|" * (len(checkpoints) + len(args.retrain_at) + 3)]
     for name, r in results.items():
         at = [max((v for t, v in r["curve"] if t <= c), default=float("nan")) for c in checkpoints]
         states = ", ".join(f"{v} {k}" for k, v in r.get("states", {}).items())
-        lines.append(f"| {name} | {r['n_trials']}{f' ({states})' if states else ''} | " +
-                     " | ".join(f"{v:.4f}" for v in at) +
-                     "".join(f" | {r.get('test_at', {}).get(str(c), float('nan')):.4f}" for c in args.retrain_at) +
-                     f" | {r.get('test_acc', float('nan')):.4f} |")
+        lines.append(
+            f"| {name} | {r['n_trials']}{f' ({states})' if states else ''} | "
+            + " | ".join(f"{v:.4f}" for v in at)
+            + "".join(f" | {r.get('test_at', {}).get(str(c), float('nan')):.4f}" for c in args.retrain_at)
+            + f" | {r.get('test_acc', float('nan')):.4f} |"
+        )
     table = "\n".join(lines)
     print(table)
     first = next(iter(results.values()))
-    layout = (f"all {len(results)} at once, {args.threads} TensorFlow thread(s) each" if args.parallel
-              else f"one after another, {args.threads or os.cpu_count()} TensorFlow threads"
-              + ("; hpo: its study file's workers" if "hpo" in results and not args.threads else ""))
-    meta = (f"Fashion-MNIST, {first['n_train']} train / {first['n_val']} val images, budget {args.budget:.0f}s "
-            f"per searcher ({layout}, {os.cpu_count()} cores), max {first['epochs']} epochs per trial; each winner "
-            f"retrained once on {'training + validation' if args.final_fit == 'train+val' else 'training'} images")
+    layout = (
+        f"all {len(results)} at once, {args.threads} TensorFlow thread(s) each"
+        if args.parallel
+        else f"one after another, {args.threads or os.cpu_count()} TensorFlow threads"
+        + ("; hpo: its study file's workers" if "hpo" in results and not args.threads else "")
+    )
+    meta = (
+        f"Fashion-MNIST, {first['n_train']} train / {first['n_val']} val images, budget {args.budget:.0f}s "
+        f"per searcher ({layout}, {os.cpu_count()} cores), max {first['epochs']} epochs per trial; each winner "
+        f"retrained once on {'training + validation' if args.final_fit == 'train+val' else 'training'} images"
+    )
     (out / "time_to_accuracy.md").write_text(f"{meta}\n\n{table}\n")
     (out / "time_to_accuracy.json").write_text(json.dumps(results, indent=1, default=str))
     import plotly.graph_objects as go
 
     fig = go.Figure()
     for name, r in results.items():
-        fig.add_scatter(x=[t / 60 for t, _ in r["curve"]], y=[v for _, v in r["curve"]], mode="lines+markers",
-                        line_shape="hv", name=name)
-    fig.update_layout(title=f"Best validation accuracy against time<br><sup>{meta}</sup>", xaxis_title="minutes",
-                      yaxis_title="best validation accuracy")
+        fig.add_scatter(
+            x=[t / 60 for t, _ in r["curve"]],
+            y=[v for _, v in r["curve"]],
+            mode="lines+markers",
+            line_shape="hv",
+            name=name,
+        )
+    fig.update_layout(
+        title=f"Best validation accuracy against time<br><sup>{meta}</sup>",
+        xaxis_title="minutes",
+        yaxis_title="best validation accuracy",
+    )
     fig.write_html(out / "time_to_accuracy.html", include_plotlyjs=True)
     print(f"wrote {out / 'time_to_accuracy.md'}, {out / 'time_to_accuracy.html'}")
 

@@ -26,5 +26,16 @@ from hpo.study import run as run_study
 from hpo.training import TrainResult, train
 
 __version__ = "0.1.0"
-__all__ = ["Hooks", "Objective", "RunError", "StudyConfig", "TrainResult", "TrialLoop", "UserError",
-           "load_study", "open_study", "run_study", "train"]
+__all__ = [
+    "Hooks",
+    "Objective",
+    "RunError",
+    "StudyConfig",
+    "TrainResult",
+    "TrialLoop",
+    "UserError",
+    "load_study",
+    "open_study",
+    "run_study",
+    "train",
+]

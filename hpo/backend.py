@@ -19,8 +19,10 @@ from typing import Any, Iterator
 from hpo.errors import UserError
 
 _verbose = False
-MISSING_TENSORFLOW = ("TensorFlow is not installed; install the package with one of its extras: "
-                      "pip install -e '.[cpu]' (CPU only) or pip install -e '.[gpu]' (CUDA)")
+MISSING_TENSORFLOW = (
+    "TensorFlow is not installed; install the package with one of its extras: "
+    "pip install -e '.[cpu]' (CPU only) or pip install -e '.[gpu]' (CUDA)"
+)
 
 
 def set_verbose(verbose: bool) -> None:
@@ -102,7 +104,7 @@ def configure(*, threads: int = 0) -> None:
 
 
 def device_name() -> str:
-    """"CPU (n cores)" or "GPU: name, ...": where training runs."""
+    """ "CPU (n cores)" or "GPU: name, ...": where training runs."""
     tf = tensorflow()
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:

@@ -47,48 +47,77 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 
 def _study_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--study", default="fashion",
-                   help="a name from studies/ or a path to a study .toml (default: fashion)")
-    p.add_argument("--storage", help="SQLAlchemy URL (sqlite:///runs/x.db, postgresql://...) or journal:PATH "
-                                     "(default: the study file's)")
+    p.add_argument(
+        "--study",
+        default="fashion",
+        help="a name from studies/ or a path to a study .toml (default: fashion)",
+    )
+    p.add_argument(
+        "--storage",
+        help="SQLAlchemy URL (sqlite:///runs/x.db, postgresql://...) or journal:PATH "
+        "(default: the study file's)",
+    )
     p.add_argument("--study-name", help="name of the study inside the storage (default: the file's `name`)")
 
 
 # --- hpo run -------------------------------------------------------------------------------------
 
+
 def add_run_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     _study_flags(p)
-    p.add_argument("--list", action="store_true", help="print the available studies, spaces, models and datasets")
-    p.add_argument("--n-trials", type=int, help="total finished (complete or pruned) trials wanted in the study")
+    p.add_argument(
+        "--list", action="store_true", help="print the available studies, spaces, models and datasets"
+    )
+    p.add_argument(
+        "--n-trials", type=int, help="total finished (complete or pruned) trials wanted in the study"
+    )
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     p.add_argument("--epochs", type=int, help="max epochs per trial")
-    p.add_argument("--max-train-samples", type=int,
-                   help="train on a stratified subset of this size (fast, low fidelity)")
+    p.add_argument(
+        "--max-train-samples", type=int, help="train on a stratified subset of this size (fast, low fidelity)"
+    )
     p.add_argument("--seed", type=int, help="study seed (sampler, split, per-trial seeds)")
     p.add_argument("--data-dir", help="where to look for the dataset first (also HPO_DATA_DIR)")
     p.add_argument("--threads", type=int, help="TensorFlow intra-op threads per worker (0 = default)")
-    p.add_argument("--no-warm-start", action="store_true",
-                   help="do not enqueue the study file's [[warm_start]] trials (when the study is created)")
-    p.add_argument("--n-workers", type=int,
-                   help="worker processes on this machine sharing the study, the cores split between them "
-                        "(default: the study file's `workers`)")
+    p.add_argument(
+        "--no-warm-start",
+        action="store_true",
+        help="do not enqueue the study file's [[warm_start]] trials (when the study is created)",
+    )
+    p.add_argument(
+        "--n-workers",
+        type=int,
+        help="worker processes on this machine sharing the study, the cores split between them "
+        "(default: the study file's `workers`)",
+    )
     p.add_argument("--worker", type=int, metavar="INDEX", help=argparse.SUPPRESS)  # set by --n-workers
     p.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow and Optuna logs")
     return p
 
 
 def run_parser(prog: str = "hpo run") -> argparse.ArgumentParser:
-    return add_run_flags(OneLineParser(
-        prog=prog, description="Run (or resume) a hyper-parameter study. Flags override the study file."))
+    return add_run_flags(
+        OneLineParser(
+            prog=prog, description="Run (or resume) a hyper-parameter study. Flags override the study file."
+        )
+    )
 
 
 def resolve(args: argparse.Namespace) -> config.StudyConfig:
     """The study file named by ``--study`` with the flags applied."""
     return config.load_study(args.study).with_overrides(
-        n_trials=args.n_trials, timeout=args.timeout, storage=args.storage, epochs=args.epochs,
-        max_train_samples=args.max_train_samples, seed=args.seed, data_dir=args.data_dir,
-        name=args.study_name, threads=args.threads, workers=args.n_workers,
-        use_warm_start=False if args.no_warm_start else None)
+        n_trials=args.n_trials,
+        timeout=args.timeout,
+        storage=args.storage,
+        epochs=args.epochs,
+        max_train_samples=args.max_train_samples,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        name=args.study_name,
+        threads=args.threads,
+        workers=args.n_workers,
+        use_warm_start=False if args.no_warm_start else None,
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -110,13 +139,20 @@ def run_main(argv: Sequence[str] | None = None) -> int:
     args = _parse(run_parser("python -m hpo.run"), argv)
     if isinstance(args, int):
         return args
-    hint = "" if args.worker is not None else (  # workers leave the message to the process that started them
-        "interrupted: finished trials are saved and the running ones re-queued; run the same command again "
-        "to resume")
+    hint = (
+        ""
+        if args.worker is not None
+        # workers leave the message to the process that started them
+        else (
+            "interrupted: finished trials are saved and the running ones re-queued; run the same command again "
+            "to resume"
+        )
+    )
     return _guarded(lambda: cmd_run(args), interrupted=hint)
 
 
 # --- hpo list ------------------------------------------------------------------------------------
+
 
 def cmd_list(args: argparse.Namespace | None = None) -> int:
     print("studies:")
@@ -141,31 +177,52 @@ def cmd_list(args: argparse.Namespace | None = None) -> int:
 
 # --- hpo report ----------------------------------------------------------------------------------
 
+
 def add_report_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     _study_flags(p)
     p.add_argument("--data-dir", help="where to look for the datasets first (also HPO_DATA_DIR)")
-    p.add_argument("--out", help="the HTML file to write (default: reports/<study name>.html); "
-                                 "the retraining cache goes beside it as <name>.retrain.json")
-    p.add_argument("--seeds", type=int, default=3, help="retrain the best trial with this many seeds (default: 3)")
+    p.add_argument(
+        "--out",
+        help="the HTML file to write (default: reports/<study name>.html); "
+        "the retraining cache goes beside it as <name>.retrain.json",
+    )
+    p.add_argument(
+        "--seeds", type=int, default=3, help="retrain the best trial with this many seeds (default: 3)"
+    )
     p.add_argument("--epochs", type=int, help="max epochs per retraining run (default: the study's)")
-    p.add_argument("--references", choices=report_retrain.REFERENCE_MODES, default="measured",
-                   help="measured: train the reference models and the transfer runs (default); published: "
-                        "show the published numbers only; none: skip")
-    p.add_argument("--max-train-samples", type=int,
-                   help="train every run on a stratified subset of this size (default: the study's)")
+    p.add_argument(
+        "--references",
+        choices=report_retrain.REFERENCE_MODES,
+        default="measured",
+        help="measured: train the reference models and the transfer runs (default); published: "
+        "show the published numbers only; none: skip",
+    )
+    p.add_argument(
+        "--max-train-samples",
+        type=int,
+        help="train every run on a stratified subset of this size (default: the study's)",
+    )
     p.add_argument("--force-retrain", action="store_true", help="ignore the cache and train everything again")
-    p.add_argument("--top-k", type=int, default=report_collect.TOP_K,
-                   help=f"how many top trials get curves and checks (default: {report_collect.TOP_K})")
+    p.add_argument(
+        "--top-k",
+        type=int,
+        default=report_collect.TOP_K,
+        help=f"how many top trials get curves and checks (default: {report_collect.TOP_K})",
+    )
     p.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: the study's)")
     p.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow and Optuna logs")
     return p
 
 
 def report_parser(prog: str = "hpo report") -> argparse.ArgumentParser:
-    return add_report_flags(OneLineParser(
-        prog=prog, description="Build one self-contained HTML report for a study: the search, the best trial "
-                               "retrained with several seeds and evaluated on the test set, and the reference "
-                               "models."))
+    return add_report_flags(
+        OneLineParser(
+            prog=prog,
+            description="Build one self-contained HTML report for a study: the search, the best trial "
+            "retrained with several seeds and evaluated on the test set, and the reference "
+            "models.",
+        )
+    )
 
 
 def cmd_report(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
@@ -174,11 +231,22 @@ def cmd_report(args: argparse.Namespace, argv: Sequence[str] | None = None) -> i
 
     words = sys.argv[1:] if argv is None else list(argv)
     report_build.build_report(
-        study=args.study, storage=args.storage, study_name=args.study_name, data_dir=args.data_dir,
-        out=args.out, seeds=args.seeds, epochs=args.epochs, references=args.references,
-        max_train_samples=args.max_train_samples, force_retrain=args.force_retrain, top_k=args.top_k,
-        threads=args.threads, verbose=args.verbose, log=log,
-        command="hpo report " + " ".join(shlex.quote(a) for a in words))
+        study=args.study,
+        storage=args.storage,
+        study_name=args.study_name,
+        data_dir=args.data_dir,
+        out=args.out,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        references=args.references,
+        max_train_samples=args.max_train_samples,
+        force_retrain=args.force_retrain,
+        top_k=args.top_k,
+        threads=args.threads,
+        verbose=args.verbose,
+        log=log,
+        command="hpo report " + " ".join(shlex.quote(a) for a in words),
+    )
     return 0
 
 
@@ -195,9 +263,12 @@ def report_main(argv: Sequence[str] | None = None) -> int:
 
 # --- hpo dashboard -------------------------------------------------------------------------------
 
+
 def add_dashboard_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     _study_flags(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
     p.add_argument("--port", type=int, default=8080)
     return p
 
@@ -210,8 +281,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def dashboard_main(argv: Sequence[str] | None = None) -> int:
     """``python -m hpo.dashboard``."""
-    args = _parse(add_dashboard_flags(OneLineParser(prog="python -m hpo.dashboard",
-                                                    description="Browse a study in optuna-dashboard.")), argv)
+    args = _parse(
+        add_dashboard_flags(
+            OneLineParser(prog="python -m hpo.dashboard", description="Browse a study in optuna-dashboard.")
+        ),
+        argv,
+    )
     if isinstance(args, int):
         return args
     return _guarded(lambda: cmd_dashboard(args), interrupted="")
@@ -219,12 +294,16 @@ def dashboard_main(argv: Sequence[str] | None = None) -> int:
 
 # --- hpo -----------------------------------------------------------------------------------------
 
+
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="hpo", description="Hyper-parameter studies for small CNN image classifiers.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     add_run_flags(sub.add_parser("run", help="run (or resume) a study", description=run_parser().description))
-    add_report_flags(sub.add_parser("report", help="build the HTML report of a study",
-                                    description=report_parser().description))
+    add_report_flags(
+        sub.add_parser(
+            "report", help="build the HTML report of a study", description=report_parser().description
+        )
+    )
     add_dashboard_flags(sub.add_parser("dashboard", help="browse a study in optuna-dashboard"))
     sub.add_parser("list", help="the available studies, spaces, models, datasets, samplers and pruners")
     return p
@@ -240,9 +319,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().print_help()
         return 2
     if args.command == "run":
-        hint = "" if args.worker is not None else (
-            "interrupted: finished trials are saved and the running ones re-queued; run the same command again "
-            "to resume")
+        hint = (
+            ""
+            if args.worker is not None
+            else (
+                "interrupted: finished trials are saved and the running ones re-queued; run the same command again "
+                "to resume"
+            )
+        )
         return _guarded(lambda: cmd_run(args), interrupted=hint)
     if args.command == "report":
         return _guarded(lambda: cmd_report(args, argv[1:]), interrupted=REPORT_INTERRUPTED)

@@ -39,12 +39,21 @@ def check_options(kind: str, name: str, options: Mapping[str, Any], *, where: st
     accepted = set(inspect.signature(registry[name]).parameters) - {"seed"}
     bad = set(options) - accepted
     if bad:
-        raise UserError(f"{where}: {kind} {name!r} has no option(s) {', '.join(sorted(bad))}; "
-                        f"accepted: {', '.join(sorted(accepted)) or '(none)'}")
+        raise UserError(
+            f"{where}: {kind} {name!r} has no option(s) {', '.join(sorted(bad))}; "
+            f"accepted: {', '.join(sorted(accepted)) or '(none)'}"
+        )
 
 
-def make_sampler(name: str, options: Mapping[str, Any], *, seed: int, n_existing_trials: int = 0,
-                 worker_index: int | None = None, where: str = "sampler") -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str,
+    options: Mapping[str, Any],
+    *,
+    seed: int,
+    n_existing_trials: int = 0,
+    worker_index: int | None = None,
+    where: str = "sampler",
+) -> optuna.samplers.BaseSampler:
     """The sampler ``name`` with ``options``, seeded from the study seed.
 
     A resumed run offsets the seed by the trials already stored: with the plain study seed it
@@ -64,14 +73,17 @@ def make_sampler(name: str, options: Mapping[str, Any], *, seed: int, n_existing
     try:
         return cls(**kwargs)
     except ImportError as e:
-        raise UserError(f"sampler {name!r} needs an extra package ({e}); "
-                        "install it (GP: pip install 'hpo[gp]') or choose another sampler") from None
+        raise UserError(
+            f"sampler {name!r} needs an extra package ({e}); "
+            "install it (GP: pip install 'hpo[gp]') or choose another sampler"
+        ) from None
     except (ValueError, TypeError) as e:
         raise UserError(f"{where}: {e}") from None
 
 
-def make_pruner(name: str, options: Mapping[str, Any], *, max_resource: int,
-                where: str = "pruner") -> optuna.pruners.BasePruner:
+def make_pruner(
+    name: str, options: Mapping[str, Any], *, max_resource: int, where: str = "pruner"
+) -> optuna.pruners.BasePruner:
     """The pruner ``name``; Hyperband's ``max_resource`` defaults to the trials' epochs."""
     cls = PRUNERS[name]
     kwargs = dict(options)

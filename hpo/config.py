@@ -112,27 +112,64 @@ class StudyConfig:
             names = {f.name for f in dataclasses.fields(kind)}
             return kind(**{k: v for k, v in (raw or {}).items() if k in names})
 
-        top = {f.name for f in dataclasses.fields(cls)} - {"space", "data", "budget", "sampler", "pruner",
-                                                           "early_stopping", "warm_start"}
-        return cls(**{k: v for k, v in d.items() if k in top}, space=space,
-                   data=section(DataConfig, d.get("data")), budget=section(Budget, d.get("budget")),
-                   sampler=section(Component, d.get("sampler")), pruner=section(Component, d.get("pruner")),
-                   early_stopping=section(EarlyStopping, d.get("early_stopping")),
-                   warm_start=tuple(dict(w) for w in d.get("warm_start") or ()))
+        top = {f.name for f in dataclasses.fields(cls)} - {
+            "space",
+            "data",
+            "budget",
+            "sampler",
+            "pruner",
+            "early_stopping",
+            "warm_start",
+        }
+        return cls(
+            **{k: v for k, v in d.items() if k in top},
+            space=space,
+            data=section(DataConfig, d.get("data")),
+            budget=section(Budget, d.get("budget")),
+            sampler=section(Component, d.get("sampler")),
+            pruner=section(Component, d.get("pruner")),
+            early_stopping=section(EarlyStopping, d.get("early_stopping")),
+            warm_start=tuple(dict(w) for w in d.get("warm_start") or ()),
+        )
 
-    def make_sampler(self, *, n_existing_trials: int = 0,
-                     worker_index: int | None = None) -> optuna.samplers.BaseSampler:
-        return components.make_sampler(self.sampler.name, self.sampler.options, seed=self.seed,
-                                       n_existing_trials=n_existing_trials, worker_index=worker_index,
-                                       where=f"{self.source}:sampler")
+    def make_sampler(
+        self, *, n_existing_trials: int = 0, worker_index: int | None = None
+    ) -> optuna.samplers.BaseSampler:
+        return components.make_sampler(
+            self.sampler.name,
+            self.sampler.options,
+            seed=self.seed,
+            n_existing_trials=n_existing_trials,
+            worker_index=worker_index,
+            where=f"{self.source}:sampler",
+        )
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
-        return components.make_pruner(self.pruner.name, self.pruner.options, max_resource=self.budget.epochs,
-                                      where=f"{self.source}:pruner")
+        return components.make_pruner(
+            self.pruner.name,
+            self.pruner.options,
+            max_resource=self.budget.epochs,
+            where=f"{self.source}:pruner",
+        )
 
 
-_TOP = {"name", "dataset", "model", "space", "seed", "storage", "threads", "workers",
-        "data", "budget", "sampler", "pruner", "early_stopping", "warm_start", "use_warm_start"}
+_TOP = {
+    "name",
+    "dataset",
+    "model",
+    "space",
+    "seed",
+    "storage",
+    "threads",
+    "workers",
+    "data",
+    "budget",
+    "sampler",
+    "pruner",
+    "early_stopping",
+    "warm_start",
+    "use_warm_start",
+}
 _SECTIONS = {
     "data": DataConfig,
     "budget": Budget,
@@ -156,7 +193,9 @@ def parse_study(raw: Mapping[str, Any], *, path: Path) -> StudyConfig:
     where = str(path)
     unknown = set(raw) - _TOP
     if unknown:
-        raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_TOP))}")
+        raise UserError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_TOP))}"
+        )
     for key in ("dataset", "model", "space"):
         if key not in raw:
             raise UserError(f"{where}: missing required key {key!r}")
@@ -230,8 +269,9 @@ def _component(raw: Any, where: str) -> Component:
         raw = {"name": raw}
     if not isinstance(raw, dict) or "name" not in raw:
         raise UserError(f"{where}: expected a table with a `name` key, got {raw!r}")
-    return Component(name=_expect(raw["name"], str, f"{where}.name"),
-                     options={k: v for k, v in raw.items() if k != "name"})
+    return Component(
+        name=_expect(raw["name"], str, f"{where}.name"), options={k: v for k, v in raw.items() if k != "name"}
+    )
 
 
 def _validate(cfg: StudyConfig, *, where: str) -> None:
@@ -246,11 +286,15 @@ def _validate(cfg: StudyConfig, *, where: str) -> None:
     if not 0 < d.val_fraction < 1:
         raise UserError(f"{where}: data.val_fraction must be between 0 and 1, got {d.val_fraction}")
     if d.normalization not in ("unit", "standardize"):
-        raise UserError(f"{where}: data.normalization must be 'unit' or 'standardize', got {d.normalization!r}")
+        raise UserError(
+            f"{where}: data.normalization must be 'unit' or 'standardize', got {d.normalization!r}"
+        )
     if d.max_train_samples is not None and d.max_train_samples <= 0:
         raise UserError(f"{where}: max_train_samples must be > 0, got {d.max_train_samples}")
     if es.monitor not in ("val_loss", "val_accuracy"):
-        raise UserError(f"{where}: early_stopping.monitor must be 'val_loss' or 'val_accuracy', got {es.monitor!r}")
+        raise UserError(
+            f"{where}: early_stopping.monitor must be 'val_loss' or 'val_accuracy', got {es.monitor!r}"
+        )
     if es.patience < 0:
         raise UserError(f"{where}: early_stopping.patience must be >= 0, got {es.patience}")
     if cfg.threads < 0:

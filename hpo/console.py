@@ -49,17 +49,25 @@ def trial_line(trial: FrozenTrial) -> str:
         value = f"{trial.intermediate_values[step]:.4f}@epoch{step}"
     reason = trial.user_attrs.get("fail_reason", "")
     extra = f"  reason: {one_line(reason, 120)}" if trial.state == TrialState.FAIL and reason else ""
-    return (f"trial {trial.number:>3} {trial.state.name:<8} val_acc={value:<14} "
-            f"{secs if secs is not None else float('nan'):6.1f}s  {params_text(trial.params)}{extra}")
+    return (
+        f"trial {trial.number:>3} {trial.state.name:<8} val_acc={value:<14} "
+        f"{secs if secs is not None else float('nan'):6.1f}s  {params_text(trial.params)}{extra}"
+    )
 
 
 def announce(study: optuna.Study, cfg: Any, out: TextIO) -> None:
-    print(f"study: {cfg.name!r} in {describe_storage(cfg.storage)} (sampler {cfg.sampler.name}, "
-          f"pruner {cfg.pruner.name}, {cfg.budget.epochs} epochs max)", file=out)
+    print(
+        f"study: {cfg.name!r} in {describe_storage(cfg.storage)} (sampler {cfg.sampler.name}, "
+        f"pruner {cfg.pruner.name}, {cfg.budget.epochs} epochs max)",
+        file=out,
+    )
     done = count_done(study)
     if done >= cfg.budget.n_trials:
-        print(f"study already has {done} finished trials (n_trials = {cfg.budget.n_trials}); nothing to run. "
-              "Raise --n-trials to run more.", file=out)
+        print(
+            f"study already has {done} finished trials (n_trials = {cfg.budget.n_trials}); nothing to run. "
+            "Raise --n-trials to run more.",
+            file=out,
+        )
     elif done:
         print(f"resuming: {done} trials finished, running {cfg.budget.n_trials - done} more", file=out)
 
@@ -70,8 +78,16 @@ def print_summary(study: optuna.Study, cfg: Any, *, out: TextIO) -> None:
     print(f"trials: {counts or 'none'}", file=out)
     if any(t.state == TrialState.COMPLETE for t in trials):
         best = study.best_trial
-        print(f"best: trial {best.number} val_acc={best.value:.4f} ({best.user_attrs.get('n_params', '?')} params, "
-              f"best epoch {best.user_attrs.get('best_epoch', '?')}): {params_text(best.params)}", file=out)
+        print(
+            f"best: trial {best.number} val_acc={best.value:.4f} ({best.user_attrs.get('n_params', '?')} params, "
+            f"best epoch {best.user_attrs.get('best_epoch', '?')}): {params_text(best.params)}",
+            file=out,
+        )
     study_arg = study_argument(cfg.source)
-    print(f"dashboard: hpo dashboard --study {study_arg} --study-name {cfg.name} --storage {cfg.storage}", file=out)
-    print(f"report:    hpo report --study {study_arg} --study-name {cfg.name} --storage {cfg.storage}", file=out)
+    print(
+        f"dashboard: hpo dashboard --study {study_arg} --study-name {cfg.name} --storage {cfg.storage}",
+        file=out,
+    )
+    print(
+        f"report:    hpo report --study {study_arg} --study-name {cfg.name} --storage {cfg.storage}", file=out
+    )

@@ -29,15 +29,28 @@ from sklearn.model_selection import train_test_split
 from hpo import backend
 from hpo.errors import UserError, choices_hint, one_line
 
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 CACHE_DIR = Path(os.environ.get("HPO_CACHE_DIR", Path.home() / ".cache" / "hpo"))
-_FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+_FASHION_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 
 @dataclass(frozen=True)
@@ -85,8 +98,13 @@ class Splits:
     def for_final_fit(self) -> "Splits":
         """Training and validation images as one training set, with no validation: the final fit of a
         chosen configuration once the search is over (its epochs come from the search, not from early stopping)."""
-        return replace(self, x_train=np.concatenate([self.x_train, self.x_val]),
-                       y_train=np.concatenate([self.y_train, self.y_val]), x_val=self.x_val[:0], y_val=self.y_val[:0])
+        return replace(
+            self,
+            x_train=np.concatenate([self.x_train, self.x_val]),
+            y_train=np.concatenate([self.y_train, self.y_val]),
+            x_val=self.x_val[:0],
+            y_val=self.y_val[:0],
+        )
 
 
 def data_dir_from_env(data_dir: str | Path | None) -> Path | None:
@@ -101,12 +119,13 @@ def data_dir_from_env(data_dir: str | Path | None) -> Path | None:
 
 # --- sources -------------------------------------------------------------------------------
 
+
 def _read_idx(path: Path) -> np.ndarray:
     with gzip.open(path, "rb") as f:
         data = f.read()
     magic = int.from_bytes(data[:4], "big")
     ndim = magic & 0xFF
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(dims)):
         raise UserError(f"{path}: truncated IDX file ({arr.size} values for shape {dims}); download it again")
@@ -134,15 +153,25 @@ def _load_mnist(data_dir: Path | None) -> Raw:
     for p in tried:
         if p.is_file():
             with np.load(p) as f:
-                return Raw(f["x_train"], f["y_train"], f["x_test"], f["y_test"],
-                           tuple(str(i) for i in range(10)), str(p))
+                return Raw(
+                    f["x_train"],
+                    f["y_train"],
+                    f["x_test"],
+                    f["y_test"],
+                    tuple(str(i) for i in range(10)),
+                    str(p),
+                )
     return _download("mnist", tried)
 
 
 def _load_cifar10(data_dir: Path | None) -> Raw:
     tried: list[Path] = []
     if data_dir:
-        tried += [data_dir / "cifar10-jpeg.tar.gz", data_dir / "cifar10-jpeg", data_dir / "cifar-10-batches-py"]
+        tried += [
+            data_dir / "cifar10-jpeg.tar.gz",
+            data_dir / "cifar10-jpeg",
+            data_dir / "cifar-10-batches-py",
+        ]
     tried += [KERAS_CACHE / "cifar-10-batches-py"]
     for p in tried:
         if p.name == "cifar-10-batches-py" and (p / "data_batch_1").is_file():
@@ -150,7 +179,9 @@ def _load_cifar10(data_dir: Path | None) -> Raw:
         if p.exists() and p.name.startswith("cifar10-jpeg"):
             raw = _load_image_folder_path(p)
             if raw.class_names != CIFAR10_CLASSES:
-                raise UserError(f"{p}: expected the CIFAR-10 classes {CIFAR10_CLASSES}, found {raw.class_names}")
+                raise UserError(
+                    f"{p}: expected the CIFAR-10 classes {CIFAR10_CLASSES}, found {raw.class_names}"
+                )
             return raw
     return _download("cifar10", tried)
 
@@ -164,14 +195,22 @@ def _read_cifar_pickles(d: Path) -> Raw:
 
     parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
     xte, yte = batch("test_batch")
-    return Raw(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-               xte, yte, CIFAR10_CLASSES, str(d))
+    return Raw(
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        xte,
+        yte,
+        CIFAR10_CLASSES,
+        str(d),
+    )
 
 
 def _load_image_folder(data_dir: Path | None) -> Raw:
     if data_dir is None:
-        raise UserError("dataset 'image_folder' needs --data-dir (or HPO_DATA_DIR) pointing at a folder with "
-                        "train/<class>/*.png|jpg and test/<class>/*, or at a .tar.gz of one")
+        raise UserError(
+            "dataset 'image_folder' needs --data-dir (or HPO_DATA_DIR) pointing at a folder with "
+            "train/<class>/*.png|jpg and test/<class>/*, or at a .tar.gz of one"
+        )
     return _load_image_folder_path(data_dir)
 
 
@@ -182,7 +221,9 @@ def _fingerprint(path: Path) -> str:
     """The cache key of an image folder: every image's relative path, size and mtime (a folder's own
     mtime does not change when an image inside a class folder does), or an archive's size and mtime."""
     h = hashlib.sha1(str(path.resolve()).encode())
-    files = sorted(f for f in path.rglob("*") if f.suffix.lower() in _IMAGE_SUFFIXES) if path.is_dir() else [path]
+    files = (
+        sorted(f for f in path.rglob("*") if f.suffix.lower() in _IMAGE_SUFFIXES) if path.is_dir() else [path]
+    )
     for f in files:
         st = f.stat()
         h.update(f"\n{f.relative_to(path) if f != path else ''}:{st.st_size}:{st.st_mtime_ns}".encode())
@@ -194,16 +235,28 @@ def _load_image_folder_path(path: Path) -> Raw:
     cache = CACHE_DIR / f"image_folder-{_fingerprint(path)}.npz"
     if cache.is_file():
         with np.load(cache) as f:
-            return Raw(f["x_train"], f["y_train"], f["x_test"], f["y_test"],
-                       tuple(str(c) for c in f["class_names"]), str(path))
+            return Raw(
+                f["x_train"],
+                f["y_train"],
+                f["x_test"],
+                f["y_test"],
+                tuple(str(c) for c in f["class_names"]),
+                str(path),
+            )
     files: dict[str, dict[str, list[tuple[str, Callable[[], bytes]]]]] = {"train": {}, "test": {}}
     if path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")):
         tar = tarfile.open(path)
         for m in tar.getmembers():
             parts = Path(m.name).parts
-            if m.isfile() and m.name.lower().endswith(_IMAGE_SUFFIXES) and len(parts) >= 3 and parts[-3] in files:
+            if (
+                m.isfile()
+                and m.name.lower().endswith(_IMAGE_SUFFIXES)
+                and len(parts) >= 3
+                and parts[-3] in files
+            ):
                 files[parts[-3]].setdefault(parts[-2], []).append(
-                    (m.name, lambda m=m: tar.extractfile(m).read()))
+                    (m.name, lambda m=m: tar.extractfile(m).read())
+                )
     elif path.is_dir():
         for split in files:
             for cls_dir in sorted((path / split).glob("*")) if (path / split).is_dir() else []:
@@ -211,11 +264,15 @@ def _load_image_folder_path(path: Path) -> Raw:
                     if f.suffix.lower() in _IMAGE_SUFFIXES:
                         files[split].setdefault(cls_dir.name, []).append((str(f), f.read_bytes))
     else:
-        raise UserError(f"{path}: not a folder or a .tar.gz; expected train/<class>/* and test/<class>/* inside")
+        raise UserError(
+            f"{path}: not a folder or a .tar.gz; expected train/<class>/* and test/<class>/* inside"
+        )
     for split in files:
         if not files[split]:
-            raise UserError(f"{path}: no images found under {split}/<class>/ (looked for {', '.join(_IMAGE_SUFFIXES)}); "
-                            "put images in train/<class>/ and test/<class>/")
+            raise UserError(
+                f"{path}: no images found under {split}/<class>/ (looked for {', '.join(_IMAGE_SUFFIXES)}); "
+                "put images in train/<class>/ and test/<class>/"
+            )
     class_names = tuple(sorted(files["train"]))
     extra = set(files["test"]) - set(class_names)
     if extra:
@@ -229,9 +286,13 @@ def _load_image_folder_path(path: Path) -> Raw:
                 ys.append(label)
         shapes = {x.shape for x in xs}
         if len(shapes) != 1:
-            raise UserError(f"{path}/{split}: images have different sizes {sorted(shapes)[:3]}; resize them to one size")
+            raise UserError(
+                f"{path}/{split}: images have different sizes {sorted(shapes)[:3]}; resize them to one size"
+            )
         arrays[f"x_{split}"], arrays[f"y_{split}"] = np.stack(xs), np.asarray(ys, dtype=np.int64)
-    raw = Raw(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], class_names, str(path))
+    raw = Raw(
+        arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], class_names, str(path)
+    )
     try:
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")
@@ -256,37 +317,64 @@ def _download(name: str, tried: list[Path]) -> Raw:
     spec = DATASETS[name]
     where = ", ".join(str(t) for t in tried)
     if os.environ.get("HPO_OFFLINE") == "1":
-        raise UserError(f"dataset {name!r} not found (looked in: {where}; download disabled by HPO_OFFLINE=1). "
-                        f"{spec.how_to_get}")
+        raise UserError(
+            f"dataset {name!r} not found (looked in: {where}; download disabled by HPO_OFFLINE=1). "
+            f"{spec.how_to_get}"
+        )
     keras = backend.keras()
     try:
         (xtr, ytr), (xte, yte) = getattr(keras.datasets, name).load_data()
     except Exception as e:
-        raise UserError(f"dataset {name!r} not found (looked in: {where}; Keras download failed: "
-                        f"{one_line(e, 160)}). {spec.how_to_get}") from None
-    classes = {"fashion_mnist": FASHION_CLASSES, "cifar10": CIFAR10_CLASSES}.get(name, tuple(map(str, range(10))))
+        raise UserError(
+            f"dataset {name!r} not found (looked in: {where}; Keras download failed: "
+            f"{one_line(e, 160)}). {spec.how_to_get}"
+        ) from None
+    classes = {"fashion_mnist": FASHION_CLASSES, "cifar10": CIFAR10_CLASSES}.get(
+        name, tuple(map(str, range(10)))
+    )
     return Raw(xtr, ytr, xte, yte, classes, f"keras download ({KERAS_CACHE})")
 
 
 DATASETS: dict[str, DatasetSpec] = {
     "fashion_mnist": DatasetSpec(
-        "fashion_mnist", "Fashion-MNIST, 28x28x1, 10 classes, 60k/10k", _load_fashion, 0.2860, 0.3530,
+        "fashion_mnist",
+        "Fashion-MNIST, 28x28x1, 10 classes, 60k/10k",
+        _load_fashion,
+        0.2860,
+        0.3530,
         "Get it with `apt-get install dataset-fashion-mnist`, or put the four IDX .gz files in "
-        "<data-dir>/fashion-mnist/ and pass --data-dir."),
+        "<data-dir>/fashion-mnist/ and pass --data-dir.",
+    ),
     "mnist": DatasetSpec(
-        "mnist", "MNIST, 28x28x1, 10 classes, 60k/10k", _load_mnist, 0.1307, 0.3081,
-        "Put Keras's mnist.npz in <data-dir>/ (e.g. --data-dir ../shared/datasets) or ~/.keras/datasets/."),
+        "mnist",
+        "MNIST, 28x28x1, 10 classes, 60k/10k",
+        _load_mnist,
+        0.1307,
+        0.3081,
+        "Put Keras's mnist.npz in <data-dir>/ (e.g. --data-dir ../shared/datasets) or ~/.keras/datasets/.",
+    ),
     "cifar10": DatasetSpec(
-        "cifar10", "CIFAR-10, 32x32x3, 10 classes, 50k/10k", _load_cifar10, None, None,
+        "cifar10",
+        "CIFAR-10, 32x32x3, 10 classes, 50k/10k",
+        _load_cifar10,
+        None,
+        None,
         "Put cifar10-jpeg.tar.gz (train/<class>/*.jpg, test/<class>/*.jpg) or cifar-10-batches-py/ in "
-        "<data-dir>/ (e.g. --data-dir ../shared/datasets)."),
+        "<data-dir>/ (e.g. --data-dir ../shared/datasets).",
+    ),
     "image_folder": DatasetSpec(
-        "image_folder", "your own train/<class>/* and test/<class>/* tree (or a .tar.gz of one)",
-        _load_image_folder, None, None, "Pass --data-dir pointing at the folder or .tar.gz."),
+        "image_folder",
+        "your own train/<class>/* and test/<class>/* tree (or a .tar.gz of one)",
+        _load_image_folder,
+        None,
+        None,
+        "Pass --data-dir pointing at the folder or .tar.gz.",
+    ),
 }
 
 
 # --- checks, split, normalization ------------------------------------------------------------
+
 
 def load_raw(name: str, *, data_dir: str | Path | None = None) -> Raw:
     if name not in DATASETS:
@@ -303,11 +391,15 @@ def _checked(raw: Raw, name: str) -> Raw:
     ytr, yte = np.asarray(raw.y_train).reshape(-1), np.asarray(raw.y_test).reshape(-1)
     src = raw.source
     if xtr.ndim != 4 or xte.ndim != 4 or xtr.shape[1:] != xte.shape[1:]:
-        raise UserError(f"{src}: dataset {name!r} has image shapes {xtr.shape} / {xte.shape}; "
-                        "expected (n, height, width[, channels]) with equal sizes for train and test")
+        raise UserError(
+            f"{src}: dataset {name!r} has image shapes {xtr.shape} / {xte.shape}; "
+            "expected (n, height, width[, channels]) with equal sizes for train and test"
+        )
     if len(xtr) != len(ytr) or len(xte) != len(yte):
-        raise UserError(f"{src}: {len(xtr)} train images but {len(ytr)} labels, {len(xte)} test images but "
-                        f"{len(yte)} labels; the files do not belong together")
+        raise UserError(
+            f"{src}: {len(xtr)} train images but {len(ytr)} labels, {len(xte)} test images but "
+            f"{len(yte)} labels; the files do not belong together"
+        )
     if xtr.dtype != np.uint8:
         raise UserError(f"{src}: images must be uint8 pixels 0-255, got {xtr.dtype}")
     k = len(raw.class_names)
@@ -315,8 +407,10 @@ def _checked(raw: Raw, name: str) -> Raw:
         if not np.issubdtype(y.dtype, np.integer):
             raise UserError(f"{src}: {split} labels must be integers, got {y.dtype}")
         if y.size and (y.min() < 0 or y.max() >= k):
-            raise UserError(f"{src}: {split} labels out of range: found {int(y.min())}..{int(y.max())}, "
-                            f"expected 0..{k - 1} for {k} classes")
+            raise UserError(
+                f"{src}: {split} labels out of range: found {int(y.min())}..{int(y.max())}, "
+                f"expected 0..{k - 1} for {k} classes"
+            )
     counts = np.bincount(ytr, minlength=k)
     if (counts == 0).any():
         missing = [raw.class_names[i] for i in np.flatnonzero(counts == 0)]
@@ -347,29 +441,55 @@ def split_indices(y: np.ndarray, *, val_fraction: float, seed: int) -> tuple[np.
     return np.sort(tr), np.sort(va)
 
 
-def load_splits(name: str, *, data_dir: str | Path | None = None, val_fraction: float = 0.2,
-                seed: int = 0, normalization: str = "unit", max_train_samples: int | None = None,
-                raw: Raw | None = None) -> Splits:
+def load_splits(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    normalization: str = "unit",
+    max_train_samples: int | None = None,
+    raw: Raw | None = None,
+) -> Splits:
     """Train and validation arrays for the search. The test set is dropped here on purpose."""
     raw = raw or load_raw(name, data_dir=data_dir)
     tr, va = split_indices(raw.y_train, val_fraction=val_fraction, seed=seed)
     if max_train_samples is not None:
         if max_train_samples > len(tr):
-            raise UserError(f"--max-train-samples {max_train_samples} is larger than the {len(tr)} training images "
-                            f"of {name!r} after the validation split; use at most {len(tr)}")
+            raise UserError(
+                f"--max-train-samples {max_train_samples} is larger than the {len(tr)} training images "
+                f"of {name!r} after the validation split; use at most {len(tr)}"
+            )
         if max_train_samples < len(tr):
-            tr, _ = train_test_split(tr, train_size=max_train_samples, random_state=seed,
-                                     stratify=raw.y_train[tr] if max_train_samples >= len(raw.class_names) else None)
+            tr, _ = train_test_split(
+                tr,
+                train_size=max_train_samples,
+                random_state=seed,
+                stratify=raw.y_train[tr] if max_train_samples >= len(raw.class_names) else None,
+            )
             tr = np.sort(tr)
     mean, std = _stats(name, raw.x_train[tr])
     return Splits(
-        x_train=normalize(raw.x_train[tr], normalization, mean, std), y_train=raw.y_train[tr],
-        x_val=normalize(raw.x_train[va], normalization, mean, std), y_val=raw.y_train[va],
-        class_names=raw.class_names, source=raw.source, mean=mean, std=std)
+        x_train=normalize(raw.x_train[tr], normalization, mean, std),
+        y_train=raw.y_train[tr],
+        x_val=normalize(raw.x_train[va], normalization, mean, std),
+        y_val=raw.y_train[va],
+        class_names=raw.class_names,
+        source=raw.source,
+        mean=mean,
+        std=std,
+    )
 
 
-def load_test(name: str, *, data_dir: str | Path | None = None, normalization: str, mean: float,
-              std: float, raw: Raw | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_test(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    normalization: str,
+    mean: float,
+    std: float,
+    raw: Raw | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The untouched test set: (normalized x, y, raw uint8 x). Only the report calls this."""
     raw = raw or load_raw(name, data_dir=data_dir)
     return normalize(raw.x_test, normalization, mean, std), raw.y_test, raw.x_test

@@ -7,8 +7,15 @@
 
 from __future__ import annotations
 
-__all__ = ["RunError", "TooManyFailures", "TrainingDiverged", "UserError", "WorkersFailed", "choices_hint",
-           "one_line"]
+__all__ = [
+    "RunError",
+    "TooManyFailures",
+    "TrainingDiverged",
+    "UserError",
+    "WorkersFailed",
+    "choices_hint",
+    "one_line",
+]
 
 
 class UserError(Exception):

@@ -40,30 +40,41 @@ class Hooks:
     trial_end: Sequence[TrialEndHook] = ()
 
 
-def open_study(cfg: StudyConfig, *, storage: optuna.storages.BaseStorage | None = None,
-               worker_index: int | None = None) -> optuna.Study:
+def open_study(
+    cfg: StudyConfig, *, storage: optuna.storages.BaseStorage | None = None, worker_index: int | None = None
+) -> optuna.Study:
     """Create or load the study, store the resolved config, enqueue warm starts on creation.
 
     ``worker_index``: this process is one of ``--n-workers`` workers (see ``make_sampler``).
     """
     storage = storage or make_storage(cfg.storage)
     try:
-        study = optuna.create_study(study_name=cfg.name, storage=storage, sampler=cfg.make_sampler(),
-                                    pruner=cfg.make_pruner(), direction="maximize", load_if_exists=True)
+        study = optuna.create_study(
+            study_name=cfg.name,
+            storage=storage,
+            sampler=cfg.make_sampler(),
+            pruner=cfg.make_pruner(),
+            direction="maximize",
+            load_if_exists=True,
+        )
     except UserError:
         raise
     except Exception as e:
         msg = one_line(e)
-        raise UserError(f"storage {describe_storage(cfg.storage)}: cannot open study {cfg.name!r} "
-                        f"({type(e).__name__}: {msg})") from None
+        raise UserError(
+            f"storage {describe_storage(cfg.storage)}: cannot open study {cfg.name!r} "
+            f"({type(e).__name__}: {msg})"
+        ) from None
     n_existing = len(study.get_trials(deepcopy=False))
     if n_existing or worker_index is not None:
         study.sampler = cfg.make_sampler(n_existing_trials=n_existing, worker_index=worker_index)
     as_stored = cfg.to_dict()
     stored = study.user_attrs.get("config")
     if stored is not None and stored.get("space") != as_stored["space"]:
-        raise UserError(f"study {cfg.name!r} in {describe_storage(cfg.storage)} was created with another search "
-                        f"space than {cfg.space.path}; pass --study-name NEW to start a new study")
+        raise UserError(
+            f"study {cfg.name!r} in {describe_storage(cfg.storage)} was created with another search "
+            f"space than {cfg.space.path}; pass --study-name NEW to start a new study"
+        )
     if stored is not None:
         _check_same_protocol(stored, as_stored, cfg)
     enable_sqlite_wal(storage)
@@ -75,8 +86,16 @@ def open_study(cfg: StudyConfig, *, storage: optuna.storages.BaseStorage | None 
 
 
 # What makes trials comparable: a resumed study must train and validate its new trials the same way.
-PROTOCOL_KEYS = ("dataset", "model", "seed", "data.normalization", "data.val_fraction", "data.max_train_samples",
-                 "budget.epochs", "early_stopping")
+PROTOCOL_KEYS = (
+    "dataset",
+    "model",
+    "seed",
+    "data.normalization",
+    "data.val_fraction",
+    "data.max_train_samples",
+    "budget.epochs",
+    "early_stopping",
+)
 _FLAGS = {"seed": "--seed", "data.max_train_samples": "--max-train-samples", "budget.epochs": "--epochs"}
 
 
@@ -85,11 +104,16 @@ def _check_same_protocol(stored: dict, resolved: dict, cfg: StudyConfig) -> None
     for key in PROTOCOL_KEYS:
         before, now = _get(stored, key), _get(resolved, key)
         if before is not _MISSING and before != now:
-            how = f"pass {_FLAGS[key]} {before}" if key in _FLAGS and before is not None else \
-                "use the study file it was created with"
-            raise UserError(f"study {cfg.name!r} in {describe_storage(cfg.storage)} was created with {key} = "
-                            f"{before!r}, this run has {now!r}; its trials would not be comparable: {how}, "
-                            "or --study-name NEW to start a new study")
+            how = (
+                f"pass {_FLAGS[key]} {before}"
+                if key in _FLAGS and before is not None
+                else "use the study file it was created with"
+            )
+            raise UserError(
+                f"study {cfg.name!r} in {describe_storage(cfg.storage)} was created with {key} = "
+                f"{before!r}, this run has {now!r}; its trials would not be comparable: {how}, "
+                "or --study-name NEW to start a new study"
+            )
 
 
 _MISSING = object()
@@ -109,7 +133,9 @@ class _InterruptFilter(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.pending: str | None = None  # "Trial N failed with value": the record expected right after a dropped one
+        self.pending: str | None = (
+            None  # "Trial N failed with value": the record expected right after a dropped one
+        )
 
     def filter(self, record: logging.LogRecord) -> bool:
         message, expected, self.pending = record.getMessage(), self.pending, None  # only the very next record
@@ -139,8 +165,6 @@ def requeue_interrupted(study: optuna.Study, number: int) -> bool:
     return True
 
 
-
-
 class TrialLoop:
     """Run trials until the study holds ``n_trials`` finished (complete or pruned) ones.
 
@@ -150,8 +174,16 @@ class TrialLoop:
     failures when it stopped for them, else 0.
     """
 
-    def __init__(self, study: optuna.Study, objective: Callable[[optuna.Trial], float], cfg: StudyConfig, *,
-                 out: TextIO | None = None, progress: bool = True, on_trial_end: Sequence[TrialEndHook] = ()):
+    def __init__(
+        self,
+        study: optuna.Study,
+        objective: Callable[[optuna.Trial], float],
+        cfg: StudyConfig,
+        *,
+        out: TextIO | None = None,
+        progress: bool = True,
+        on_trial_end: Sequence[TrialEndHook] = (),
+    ):
         self.study, self.objective, self.cfg = study, objective, cfg
         self.out = out or sys.stdout
         self.on_trial_end = tuple(on_trial_end)
@@ -163,8 +195,14 @@ class TrialLoop:
         self.current: int | None = None  # the number of the trial this process is running
         self._elsewhere: list[int] = []  # trials RUNNING in other processes when the budget is taken
         show = progress and (sys.stderr.isatty() or os.environ.get("HPO_PROGRESS") == "1")
-        self.bar = tqdm(total=max(0, self.n - console.count_done(study)), desc="trials", unit="trial",
-                        file=sys.stderr, dynamic_ncols=True, disable=not show)
+        self.bar = tqdm(
+            total=max(0, self.n - console.count_done(study)),
+            desc="trials",
+            unit="trial",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            disable=not show,
+        )
 
     def say(self, line: str) -> None:
         # One write per line: workers share the parent's stdout, and tqdm.write's two writes
@@ -186,7 +224,9 @@ class TrialLoop:
                     too_many = self.failures
                     break
                 if self.deadline and time.time() >= self.deadline:
-                    self.say(f"timeout: {self.cfg.budget.timeout:.0f}s reached; rerun the same command to continue")
+                    self.say(
+                        f"timeout: {self.cfg.budget.timeout:.0f}s reached; rerun the same command to continue"
+                    )
                     break
                 if self.heartbeat:
                     optuna.storages.fail_stale_trials(self.study)  # fails a crashed trial, re-queues a copy
@@ -196,12 +236,16 @@ class TrialLoop:
                 if step == "ran":
                     continue
                 if not self.heartbeat:  # without a heartbeat a crashed process's trial cannot be adopted
-                    self.say(f"stopping: the rest of the budget is trials {self._elsewhere}, RUNNING in another "
-                             "process; if a crash left them, this storage has no heartbeat to re-queue them: raise "
-                             "--n-trials to run that many more, or use an SQLite/PostgreSQL storage (whose "
-                             "heartbeat re-queues them)")
+                    self.say(
+                        f"stopping: the rest of the budget is trials {self._elsewhere}, RUNNING in another "
+                        "process; if a crash left them, this storage has no heartbeat to re-queue them: raise "
+                        "--n-trials to run that many more, or use an SQLite/PostgreSQL storage (whose "
+                        "heartbeat re-queues them)"
+                    )
                     break
-                time.sleep(min(5.0, HEARTBEAT_SECONDS))  # others' trials are running (or their re-queued copies)
+                time.sleep(
+                    min(5.0, HEARTBEAT_SECONDS)
+                )  # others' trials are running (or their re-queued copies)
         finally:
             self.bar.close()
         print(f"ran for {time.time() - started:.0f}s", file=self.out)
@@ -227,7 +271,9 @@ class TrialLoop:
                 self.study.enqueue_trial({})
             self.current = None
             try:
-                self.study.optimize(self._reserved, n_trials=1, callbacks=[self._on_trial], catch=(Exception,))
+                self.study.optimize(
+                    self._reserved, n_trials=1, callbacks=[self._on_trial], catch=(Exception,)
+                )
             except KeyboardInterrupt:
                 self._interrupted()
                 raise
@@ -256,5 +302,7 @@ class TrialLoop:
         if requeue_interrupted(self.study, number):
             self.say(f"trial {number:>3} interrupted: queued again with the same parameters")
         elif self.study.get_trials(deepcopy=False)[number].state == TrialState.RUNNING:
-            self.say(f"trial {number:>3} interrupted before Optuna stored it: the heartbeat re-queues it on the "
-                     "next run")
+            self.say(
+                f"trial {number:>3} interrupted before Optuna stored it: the heartbeat re-queues it on the "
+                "next run"
+            )

@@ -47,8 +47,10 @@ class Reference:
 
     @property
     def description(self) -> str:
-        published = f", published {self.published_accuracy:.2%}" if self.published_accuracy is not None else ""
-        return f"{self.architecture} (from \"{self.source}\"{published})"
+        published = (
+            f", published {self.published_accuracy:.2%}" if self.published_accuracy is not None else ""
+        )
+        return f'{self.architecture} (from "{self.source}"{published})'
 
 
 def _layers():
@@ -63,29 +65,48 @@ def _sequential(input_shape, layers_: list, name: str):
 
 # --- SOURCES['000'] -------------------------------------------------------------------------------
 
+
 def seed000_mnist(input_shape=(28, 28, 1), num_classes=10):
     """Two conv blocks, no regularization; 469,172 params (same padding, 7x7x64 flatten)."""
     _, L = _layers()
-    return _sequential(input_shape, [
-        L.Conv2D(32, 3, padding="same", activation="relu"), L.Conv2D(32, 3, padding="same", activation="relu"),
-        L.MaxPooling2D(2),
-        L.Conv2D(64, 3, padding="same", activation="relu"), L.Conv2D(64, 3, padding="same", activation="relu"),
-        L.MaxPooling2D(2), L.Flatten(),
-        L.Dense(128, activation="relu"), L.Dense(10, activation="relu"), L.Dense(64, activation="relu"),
-        L.Dense(num_classes, activation="softmax"),
-    ], "seed000_mnist")
+    return _sequential(
+        input_shape,
+        [
+            L.Conv2D(32, 3, padding="same", activation="relu"),
+            L.Conv2D(32, 3, padding="same", activation="relu"),
+            L.MaxPooling2D(2),
+            L.Conv2D(64, 3, padding="same", activation="relu"),
+            L.Conv2D(64, 3, padding="same", activation="relu"),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dense(128, activation="relu"),
+            L.Dense(10, activation="relu"),
+            L.Dense(64, activation="relu"),
+            L.Dense(num_classes, activation="softmax"),
+        ],
+        "seed000_mnist",
+    )
 
 
 def seed000_fashion(input_shape=(28, 28, 1), num_classes=10, dropout: float = 0.5):
     """The Fashion CNN of SOURCES['000'] with Dropout after Flatten; 467,818 params."""
     _, L = _layers()
-    return _sequential(input_shape, [
-        L.Conv2D(32, 3, padding="same", activation="relu"), L.Conv2D(32, 3, padding="same", activation="relu"),
-        L.MaxPooling2D(2),
-        L.Conv2D(64, 3, padding="same", activation="relu"), L.Conv2D(64, 3, padding="same", activation="relu"),
-        L.MaxPooling2D(2), L.Flatten(), L.Dropout(dropout),
-        L.Dense(128, activation="relu"), L.Dense(num_classes, activation="softmax"),
-    ], "seed000_fashion")
+    return _sequential(
+        input_shape,
+        [
+            L.Conv2D(32, 3, padding="same", activation="relu"),
+            L.Conv2D(32, 3, padding="same", activation="relu"),
+            L.MaxPooling2D(2),
+            L.Conv2D(64, 3, padding="same", activation="relu"),
+            L.Conv2D(64, 3, padding="same", activation="relu"),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dropout(dropout),
+            L.Dense(128, activation="relu"),
+            L.Dense(num_classes, activation="softmax"),
+        ],
+        "seed000_fashion",
+    )
 
 
 def seed000_cifar10(input_shape=(32, 32, 3), num_classes=10, dropout: float = 0.5):
@@ -95,82 +116,150 @@ def seed000_cifar10(input_shape=(32, 32, 3), num_classes=10, dropout: float = 0.
     def conv_bn(f):
         return [L.Conv2D(f, 3, padding="same"), L.BatchNormalization(), L.Activation("relu")]
 
-    return _sequential(input_shape, [
-        *conv_bn(32), *conv_bn(32), L.MaxPooling2D(2),
-        *conv_bn(64), *conv_bn(64), L.MaxPooling2D(2),
-        L.Conv2D(128, 3, activation="relu"), L.Conv2D(128, 3, activation="relu"), L.MaxPooling2D(2),
-        L.Flatten(), L.Dense(128, activation="relu"), L.Dropout(dropout), L.Dense(64, activation="relu"),
-        L.Dense(num_classes, activation="softmax"),
-    ], "seed000_cifar10")
+    return _sequential(
+        input_shape,
+        [
+            *conv_bn(32),
+            *conv_bn(32),
+            L.MaxPooling2D(2),
+            *conv_bn(64),
+            *conv_bn(64),
+            L.MaxPooling2D(2),
+            L.Conv2D(128, 3, activation="relu"),
+            L.Conv2D(128, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dense(128, activation="relu"),
+            L.Dropout(dropout),
+            L.Dense(64, activation="relu"),
+            L.Dense(num_classes, activation="softmax"),
+        ],
+        "seed000_cifar10",
+    )
 
 
 # --- SOURCES['001'], ['003'], ['004'] ---------------------------------------------------------------------
 
+
 def seed001_mnist(input_shape=(28, 28, 1), num_classes=10):
     """The notebook CNN of SOURCES['001']; 121,994 params."""
     _, L = _layers()
-    return _sequential(input_shape, [
-        L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
-        L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2),
-        L.Conv2D(64, 3, activation="relu"), L.Flatten(),
-        L.Dense(64, activation="relu"), L.Dense(num_classes, activation="softmax"),
-    ], "seed001_mnist")
+    return _sequential(
+        input_shape,
+        [
+            L.Conv2D(32, 3, padding="same", activation="relu"),
+            L.MaxPooling2D(2),
+            L.Conv2D(64, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Conv2D(64, 3, activation="relu"),
+            L.Flatten(),
+            L.Dense(64, activation="relu"),
+            L.Dense(num_classes, activation="softmax"),
+        ],
+        "seed001_mnist",
+    )
 
 
 def seed003_mnist(input_shape=(28, 28, 1), num_classes=10):
     """The tutorial MNIST CNN of SOURCES['003'] (valid padding); 121,930 params."""
     _, L = _layers()
-    return _sequential(input_shape, [
-        L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
-        L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
-        L.Dense(64, activation="relu"), L.Dense(num_classes, activation="softmax"),
-    ], "seed003_mnist")
+    return _sequential(
+        input_shape,
+        [
+            L.Conv2D(32, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Conv2D(64, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dense(64, activation="relu"),
+            L.Dense(num_classes, activation="softmax"),
+        ],
+        "seed003_mnist",
+    )
 
 
 def seed003_cifar10(input_shape=(32, 32, 3), num_classes=10):
     """The tutorial CIFAR-10 CNN of SOURCES['003'] (valid padding); 356,810 params."""
     _, L = _layers()
-    return _sequential(input_shape, [
-        L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
-        L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2),
-        L.Conv2D(128, 3, activation="relu"), L.Flatten(),
-        L.Dense(128, activation="relu"), L.Dense(num_classes, activation="softmax"),
-    ], "seed003_cifar10")
+    return _sequential(
+        input_shape,
+        [
+            L.Conv2D(32, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Conv2D(64, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Conv2D(128, 3, activation="relu"),
+            L.Flatten(),
+            L.Dense(128, activation="relu"),
+            L.Dense(num_classes, activation="softmax"),
+        ],
+        "seed003_cifar10",
+    )
 
 
 def seed004_mnist(input_shape=(28, 28, 1), num_classes=10):
     """The NumPy CNN of SOURCES['004']: conv 8@3x3 padding 1 (He init), max-pool 2, dense 128, softmax; SGD."""
     _, L = _layers()
-    return _sequential(input_shape, [
-        L.Conv2D(8, 3, padding="same", activation="relu", kernel_initializer="he_normal"), L.MaxPooling2D(2), L.Flatten(),
-        L.Dense(128, activation="relu"), L.Dense(num_classes, activation="softmax"),
-    ], "seed004_mnist")
+    return _sequential(
+        input_shape,
+        [
+            L.Conv2D(8, 3, padding="same", activation="relu", kernel_initializer="he_normal"),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dense(128, activation="relu"),
+            L.Dense(num_classes, activation="softmax"),
+        ],
+        "seed004_mnist",
+    )
 
 
 # --- the competitors in SOURCES['002'], adapted to 28x28x1 -----------------------------------------------
 
+
 def lenet5(input_shape=(28, 28, 1), num_classes=10):
     """LeNet-5: 6@5x5 (same, so 28x28 plays the 32x32 role), avg-pool, 16@5x5, 120-84-softmax."""
     _, L = _layers()
-    return _sequential(input_shape, [
-        L.Conv2D(6, 5, padding="same", activation="tanh"), L.AveragePooling2D(2),
-        L.Conv2D(16, 5, activation="tanh"), L.AveragePooling2D(2), L.Flatten(),
-        L.Dense(120, activation="tanh"), L.Dense(84, activation="tanh"),
-        L.Dense(num_classes, activation="softmax"),
-    ], "lenet5")
+    return _sequential(
+        input_shape,
+        [
+            L.Conv2D(6, 5, padding="same", activation="tanh"),
+            L.AveragePooling2D(2),
+            L.Conv2D(16, 5, activation="tanh"),
+            L.AveragePooling2D(2),
+            L.Flatten(),
+            L.Dense(120, activation="tanh"),
+            L.Dense(84, activation="tanh"),
+            L.Dense(num_classes, activation="softmax"),
+        ],
+        "lenet5",
+    )
 
 
 def alexnet(input_shape=(28, 28, 1), num_classes=10):
     """AlexNet's five-conv/three-dense layout for small inputs: 3x3 stride-1 convs, 3 pools, halved widths."""
     _, L = _layers()
-    return _sequential(input_shape, [
-        L.Conv2D(48, 3, padding="same", activation="relu"), L.BatchNormalization(), L.MaxPooling2D(2),
-        L.Conv2D(128, 3, padding="same", activation="relu"), L.BatchNormalization(), L.MaxPooling2D(2),
-        L.Conv2D(192, 3, padding="same", activation="relu"), L.Conv2D(192, 3, padding="same", activation="relu"),
-        L.Conv2D(128, 3, padding="same", activation="relu"), L.MaxPooling2D(2), L.Flatten(),
-        L.Dense(512, activation="relu"), L.Dropout(0.5), L.Dense(512, activation="relu"), L.Dropout(0.5),
-        L.Dense(num_classes, activation="softmax"),
-    ], "alexnet")
+    return _sequential(
+        input_shape,
+        [
+            L.Conv2D(48, 3, padding="same", activation="relu"),
+            L.BatchNormalization(),
+            L.MaxPooling2D(2),
+            L.Conv2D(128, 3, padding="same", activation="relu"),
+            L.BatchNormalization(),
+            L.MaxPooling2D(2),
+            L.Conv2D(192, 3, padding="same", activation="relu"),
+            L.Conv2D(192, 3, padding="same", activation="relu"),
+            L.Conv2D(128, 3, padding="same", activation="relu"),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dense(512, activation="relu"),
+            L.Dropout(0.5),
+            L.Dense(512, activation="relu"),
+            L.Dropout(0.5),
+            L.Dense(num_classes, activation="softmax"),
+        ],
+        "alexnet",
+    )
 
 
 def resnet20(input_shape=(28, 28, 1), num_classes=10):
@@ -193,26 +282,92 @@ def resnet20(input_shape=(28, 28, 1), num_classes=10):
     return keras.Model(inputs, L.Dense(num_classes, activation="softmax")(x), name="resnet20")
 
 
-REFERENCES: dict[str, Reference] = {r.name: r for r in [
-    Reference("seed000_mnist", seed000_mnist, "mnist", "MNIST CNN, two conv blocks, no regularization",
-              SOURCES["000"], epochs=5, published_accuracy=0.985),
-    Reference("seed000_fashion", seed000_fashion, "fashion_mnist", "Fashion-MNIST CNN with Dropout",
-              SOURCES["000"], epochs=10, published_accuracy=0.924),
-    Reference("seed000_cifar10", seed000_cifar10, "cifar10", "CIFAR-10 CNN, BatchNorm + Dropout",
-              SOURCES["000"], epochs=20, published_accuracy=0.740),
-    Reference("seed001_mnist", seed001_mnist, "mnist", "MNIST notebook CNN", SOURCES["001"],
-              batch_size=128, epochs=20, published_accuracy=0.9931),
-    Reference("seed003_mnist", seed003_mnist, "mnist", "tutorial MNIST CNN", SOURCES["003"], epochs=5),
-    Reference("seed003_cifar10", seed003_cifar10, "cifar10", "tutorial CIFAR-10 CNN", SOURCES["003"], epochs=10),
-    Reference("seed004_mnist", seed004_mnist, "mnist", "NumPy CNN (conv 8@3x3, dense 128), rebuilt in Keras",
-              SOURCES["004"], optimizer="sgd", learning_rate=0.01, epochs=5),
-    Reference("lenet5", lenet5, "fashion_mnist", "LeNet-5, a competitor in the Fashion-MNIST study",
-              SOURCES["002"], normalization="standardize", epochs=50, published_accuracy=0.86),
-    Reference("alexnet", alexnet, "fashion_mnist", "AlexNet, small-input adaptation, a competitor in the "
-              "Fashion-MNIST study", SOURCES["002"], normalization="standardize", epochs=50, published_accuracy=0.89),
-    Reference("resnet20", resnet20, "fashion_mnist", "ResNet-20, a competitor in the Fashion-MNIST study",
-              SOURCES["002"], normalization="standardize", epochs=50, published_accuracy=0.88),
-]}
+REFERENCES: dict[str, Reference] = {
+    r.name: r
+    for r in [
+        Reference(
+            "seed000_mnist",
+            seed000_mnist,
+            "mnist",
+            "MNIST CNN, two conv blocks, no regularization",
+            SOURCES["000"],
+            epochs=5,
+            published_accuracy=0.985,
+        ),
+        Reference(
+            "seed000_fashion",
+            seed000_fashion,
+            "fashion_mnist",
+            "Fashion-MNIST CNN with Dropout",
+            SOURCES["000"],
+            epochs=10,
+            published_accuracy=0.924,
+        ),
+        Reference(
+            "seed000_cifar10",
+            seed000_cifar10,
+            "cifar10",
+            "CIFAR-10 CNN, BatchNorm + Dropout",
+            SOURCES["000"],
+            epochs=20,
+            published_accuracy=0.740,
+        ),
+        Reference(
+            "seed001_mnist",
+            seed001_mnist,
+            "mnist",
+            "MNIST notebook CNN",
+            SOURCES["001"],
+            batch_size=128,
+            epochs=20,
+            published_accuracy=0.9931,
+        ),
+        Reference("seed003_mnist", seed003_mnist, "mnist", "tutorial MNIST CNN", SOURCES["003"], epochs=5),
+        Reference(
+            "seed003_cifar10", seed003_cifar10, "cifar10", "tutorial CIFAR-10 CNN", SOURCES["003"], epochs=10
+        ),
+        Reference(
+            "seed004_mnist",
+            seed004_mnist,
+            "mnist",
+            "NumPy CNN (conv 8@3x3, dense 128), rebuilt in Keras",
+            SOURCES["004"],
+            optimizer="sgd",
+            learning_rate=0.01,
+            epochs=5,
+        ),
+        Reference(
+            "lenet5",
+            lenet5,
+            "fashion_mnist",
+            "LeNet-5, a competitor in the Fashion-MNIST study",
+            SOURCES["002"],
+            normalization="standardize",
+            epochs=50,
+            published_accuracy=0.86,
+        ),
+        Reference(
+            "alexnet",
+            alexnet,
+            "fashion_mnist",
+            "AlexNet, small-input adaptation, a competitor in the Fashion-MNIST study",
+            SOURCES["002"],
+            normalization="standardize",
+            epochs=50,
+            published_accuracy=0.89,
+        ),
+        Reference(
+            "resnet20",
+            resnet20,
+            "fashion_mnist",
+            "ResNet-20, a competitor in the Fashion-MNIST study",
+            SOURCES["002"],
+            normalization="standardize",
+            epochs=50,
+            published_accuracy=0.88,
+        ),
+    ]
+}
 # A published accuracy with no model in the registry: the hand-tuned CNN of the Fashion-MNIST study
 # (the ``fashion_cnn`` family is that CNN made searchable).
 PUBLISHED_ONLY = (("fashion_mnist", "hand-tuned custom CNN (the fashion_cnn family)", 0.90, SOURCES["002"]),)
@@ -220,9 +375,20 @@ PUBLISHED_ONLY = (("fashion_mnist", "hand-tuned custom CNN (the fashion_cnn fami
 
 # --- searchable families ---------------------------------------------------------------------
 
-def fashion_cnn(input_shape=(28, 28, 1), num_classes=10, *, variant: str = "baseline", filters: int = 32,
-                kernel_size: int = 3, l2: float = 0.0, dropout: float = 0.0, batch_norm: bool = False,
-                dense_units: int = 128, augmentation: str = "none"):
+
+def fashion_cnn(
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    *,
+    variant: str = "baseline",
+    filters: int = 32,
+    kernel_size: int = 3,
+    l2: float = 0.0,
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+    dense_units: int = 128,
+    augmentation: str = "none",
+):
     """The custom CNN of SOURCES['002'] (the Fashion-MNIST study) as a searchable family.
 
     baseline: conv(f) - pool - conv(2f) - pool - dense - output (the study's 32/64 when f = 32);
@@ -249,14 +415,25 @@ def fashion_cnn(input_shape=(28, 28, 1), num_classes=10, *, variant: str = "base
 
     layers_: list = []
     if augmentation == "light":  # suggested by SOURCES['003']: small shifts and rotations (training only)
-        layers_ += [L.RandomTranslation(0.1, 0.1, fill_mode="constant"), L.RandomRotation(0.03, fill_mode="constant")]
+        layers_ += [
+            L.RandomTranslation(0.1, 0.1, fill_mode="constant"),
+            L.RandomRotation(0.03, fill_mode="constant"),
+        ]
     elif augmentation == "flip":  # mirror images left-right (clothes are near-symmetric; training only)
         layers_ += [L.RandomFlip("horizontal")]
     elif augmentation != "none":
         raise ValueError(f"augmentation must be 'none', 'light' or 'flip', got {augmentation!r}")
     if variant == "double":
-        layers_ += [*conv(filters), *conv(filters), L.MaxPooling2D(2), *drop(),
-                    *conv(2 * filters), *conv(2 * filters), L.MaxPooling2D(2), *drop()]
+        layers_ += [
+            *conv(filters),
+            *conv(filters),
+            L.MaxPooling2D(2),
+            *drop(),
+            *conv(2 * filters),
+            *conv(2 * filters),
+            L.MaxPooling2D(2),
+            *drop(),
+        ]
     else:
         layers_ += [*conv(filters), L.MaxPooling2D(2)]
         if variant == "extended":
@@ -264,8 +441,12 @@ def fashion_cnn(input_shape=(28, 28, 1), num_classes=10, *, variant: str = "base
         layers_ += [*conv(2 * filters), L.MaxPooling2D(2)]
         if variant == "extended":
             layers_ += [*drop(), *conv(2 * filters)]
-    layers_ += [L.Flatten(), L.Dense(dense_units, activation="relu", kernel_regularizer=reg), *drop(),
-                L.Dense(num_classes, activation="softmax")]
+    layers_ += [
+        L.Flatten(),
+        L.Dense(dense_units, activation="relu", kernel_regularizer=reg),
+        *drop(),
+        L.Dense(num_classes, activation="softmax"),
+    ]
     return _sequential(input_shape, layers_, f"fashion_{variant}")
 
 
@@ -284,7 +465,16 @@ FAMILIES: dict[str, Callable[..., Any]] = {
 }
 # Keyword arguments each family accepts from a search space.
 FAMILY_PARAMS: dict[str, set[str]] = {
-    "fashion_cnn": {"variant", "filters", "kernel_size", "l2", "dropout", "batch_norm", "dense_units", "augmentation"},
+    "fashion_cnn": {
+        "variant",
+        "filters",
+        "kernel_size",
+        "l2",
+        "dropout",
+        "batch_norm",
+        "dense_units",
+        "augmentation",
+    },
 }
 FAMILY_PARAMS["fashion_baseline"] = FAMILY_PARAMS["fashion_cnn"] - {"variant"}
 FAMILY_PARAMS["fashion_extended"] = FAMILY_PARAMS["fashion_cnn"] - {"variant"}

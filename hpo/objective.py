@@ -46,9 +46,14 @@ class Objective:
     ended, before the trial is told its result.
     """
 
-    def __init__(self, cfg: StudyConfig, splits: Splits, *,
-                 epoch_hooks: Sequence[Callable[[optuna.trial.BaseTrial], training.EpochHook]] = (),
-                 after_training: Sequence[AfterTraining] = ()):
+    def __init__(
+        self,
+        cfg: StudyConfig,
+        splits: Splits,
+        *,
+        epoch_hooks: Sequence[Callable[[optuna.trial.BaseTrial], training.EpochHook]] = (),
+        after_training: Sequence[AfterTraining] = (),
+    ):
         self.cfg, self.splits = cfg, splits
         self.epoch_hooks, self.after_training = tuple(epoch_hooks), tuple(after_training)
 
@@ -60,8 +65,15 @@ class Objective:
         result = None
         try:
             hooks = [pruning_hook(trial), *(make(trial) for make in self.epoch_hooks)]
-            result = training.train(cfg.model, params, self.splits, epochs=cfg.budget.epochs, seed=seed,
-                                    early_stopping=cfg.early_stopping, epoch_hooks=hooks)
+            result = training.train(
+                cfg.model,
+                params,
+                self.splits,
+                epochs=cfg.budget.epochs,
+                seed=seed,
+                early_stopping=cfg.early_stopping,
+                epoch_hooks=hooks,
+            )
             for key, value in user_attrs(result, n_train=len(self.splits.y_train)).items():
                 trial.set_user_attr(key, value)
             for hook in self.after_training:
@@ -86,6 +98,7 @@ class Objective:
 
 def user_attrs(result: training.TrainResult, *, n_train: int) -> dict[str, Any]:
     """What a trial stores about its training: curves, costs, the best epoch and why it stopped."""
+
     def finite(x: float, digits: int) -> float | None:
         return round(x, digits) if math.isfinite(x) else None
 

@@ -38,12 +38,16 @@ def resolve_study_path(study: str) -> Path:
     if study.endswith(".toml") or os.sep in study:
         p = Path(study)
         if not p.is_file():
-            raise UserError(f"study file {study!r} not found; pass a name from studies/ or a path to a .toml file")
+            raise UserError(
+                f"study file {study!r} not found; pass a name from studies/ or a path to a .toml file"
+            )
         return p
     studies = available_studies()
     if study not in studies:
-        raise UserError(f"unknown study {study!r}; available: {', '.join(studies) or '(none)'} "
-                        "(or pass a path to a .toml file)")
+        raise UserError(
+            f"unknown study {study!r}; available: {', '.join(studies) or '(none)'} "
+            "(or pass a path to a .toml file)"
+        )
     return studies[study]
 
 

@@ -96,8 +96,10 @@ class SearchSpace:
         """Check a fixed configuration (a warm-start entry) lies inside the space."""
         for key in params:
             if key not in self.names:
-                raise UserError(f"{where}: parameter {key!r} is not in space {self.name!r} ({self.path}); "
-                                f"known: {', '.join(self.names)}")
+                raise UserError(
+                    f"{where}: parameter {key!r} is not in space {self.name!r} ({self.path}); "
+                    f"known: {', '.join(self.names)}"
+                )
         for p in self.params:
             if not p.active(params):
                 continue
@@ -141,12 +143,15 @@ def resolve_path(name_or_path: str, *, relative_to: Path | None = None) -> Path:
     for c in candidates:
         if c.is_file():
             return c
-    raise UserError(f"search space {name_or_path!r} not found (looked in: "
-                    f"{', '.join(str(c) for c in candidates)}); run `python -m hpo.run --list` for the available spaces")
+    raise UserError(
+        f"search space {name_or_path!r} not found (looked in: "
+        f"{', '.join(str(c) for c in candidates)}); run `python -m hpo.run --list` for the available spaces"
+    )
 
 
-def load_space(name_or_path: str, *, relative_to: Path | None = None,
-               allowed: set[str] | None = None) -> SearchSpace:
+def load_space(
+    name_or_path: str, *, relative_to: Path | None = None, allowed: set[str] | None = None
+) -> SearchSpace:
     path = resolve_path(name_or_path, relative_to=relative_to)
     try:
         raw = tomllib.loads(path.read_text())
@@ -155,8 +160,9 @@ def load_space(name_or_path: str, *, relative_to: Path | None = None,
     return parse_space(raw, name=path.stem, path=str(path), allowed=allowed)
 
 
-def parse_space(raw: Mapping[str, Any], *, name: str, path: str,
-                allowed: set[str] | None = None) -> SearchSpace:
+def parse_space(
+    raw: Mapping[str, Any], *, name: str, path: str, allowed: set[str] | None = None
+) -> SearchSpace:
     if not raw:
         raise UserError(f"{path}: the search space is empty; add at least one [parameter] table")
     params: list[Param] = []
@@ -164,8 +170,10 @@ def parse_space(raw: Mapping[str, Any], *, name: str, path: str,
     for key, entry in raw.items():
         where = f"{path}:{key}"
         if allowed is not None and key not in allowed:
-            raise UserError(f"{where}: unknown parameter {key!r}; the model and training accept: "
-                            f"{', '.join(sorted(allowed))}")
+            raise UserError(
+                f"{where}: unknown parameter {key!r}; the model and training accept: "
+                f"{', '.join(sorted(allowed))}"
+            )
         if not isinstance(entry, dict):
             raise UserError(f"{where}: expected a table like [{key}] with type/low/high, got {entry!r}")
         kind = entry.get("type")
@@ -173,8 +181,10 @@ def parse_space(raw: Mapping[str, Any], *, name: str, path: str,
             raise UserError(f"{where}.type: expected one of float, int, categorical, got {kind!r}")
         unknown = set(entry) - _KEYS[kind]
         if unknown:
-            raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} for type {kind!r}; "
-                            f"allowed: {', '.join(sorted(_KEYS[kind]))}")
+            raise UserError(
+                f"{where}: unknown key(s) {', '.join(sorted(unknown))} for type {kind!r}; "
+                f"allowed: {', '.join(sorted(_KEYS[kind]))}"
+            )
         _check_types(entry, kind, where)
         body = {k: v for k, v in entry.items() if k != "when"}
         try:
@@ -220,7 +230,7 @@ def _parse_when(raw: Any, *, where: str, seen: Mapping[str, Param]) -> dict[str,
     if raw is None:
         return {}
     if not isinstance(raw, dict) or not raw:
-        raise UserError(f"{where}.when: expected a table like {{ optimizer = [\"sgd\"] }}, got {raw!r}")
+        raise UserError(f'{where}.when: expected a table like {{ optimizer = ["sgd"] }}, got {raw!r}')
     out: dict[str, tuple[Any, ...]] = {}
     for parent, values in raw.items():
         if parent not in seen:
@@ -230,7 +240,8 @@ def _parse_when(raw: Any, *, where: str, seen: Mapping[str, Param]) -> dict[str,
         if isinstance(dist, CategoricalDistribution):
             bad = [v for v in values if v not in dist.choices]
             if bad:
-                raise UserError(f"{where}.when: {parent} can never be {bad!r}; its choices are {list(dist.choices)}")
+                raise UserError(
+                    f"{where}.when: {parent} can never be {bad!r}; its choices are {list(dist.choices)}"
+                )
         out[parent] = tuple(values)
     return out
-

@@ -27,7 +27,7 @@ _RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
 
 
 def _journal_path(url: str) -> Path:
-    rest = url[len("journal:"):]
+    rest = url[len("journal:") :]
     return Path(rest[2:] if rest.startswith("//") else rest)
 
 
@@ -53,12 +53,16 @@ def check_storage_url(url: str, *, where: str) -> None:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise UserError(f"{where}: storage {url!r} is not a database URL; use sqlite:///path.db, "
-                        "postgresql://user@host/db or journal:path.log") from None
+        raise UserError(
+            f"{where}: storage {url!r} is not a database URL; use sqlite:///path.db, "
+            "postgresql://user@host/db or journal:path.log"
+        ) from None
     backend = parsed.get_backend_name()
     if backend not in _RDB_SCHEMES:
-        raise UserError(f"{where}: storage {url!r} has unknown scheme {parsed.drivername!r}; use sqlite:///path.db, "
-                        "postgresql://user@host/db, mysql://... or journal:path.log")
+        raise UserError(
+            f"{where}: storage {url!r} has unknown scheme {parsed.drivername!r}; use sqlite:///path.db, "
+            "postgresql://user@host/db, mysql://... or journal:path.log"
+        )
     if backend == "sqlite":
         path = _sqlite_path(url)
         if path is None:
@@ -68,8 +72,10 @@ def check_storage_url(url: str, *, where: str) -> None:
             with open(path, "rb") as f:
                 header = f.read(16)
             if header != b"SQLite format 3\x00":
-                raise UserError(f"{where}: storage {path} is not an SQLite database (corrupt or another file); "
-                                "move it aside or pass another --storage")
+                raise UserError(
+                    f"{where}: storage {path} is not an SQLite database (corrupt or another file); "
+                    "move it aside or pass another --storage"
+                )
 
 
 def _check_writable(path: Path, *, where: str, what: str) -> None:
@@ -77,14 +83,18 @@ def _check_writable(path: Path, *, where: str, what: str) -> None:
         if path.is_dir():
             raise UserError(f"{where}: {what} {path} is a directory; give a file path")
         if not os.access(path, os.W_OK):
-            raise UserError(f"{where}: {what} {path} is not writable; fix its permissions or pass another --storage")
+            raise UserError(
+                f"{where}: {what} {path} is not writable; fix its permissions or pass another --storage"
+            )
         return
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise UserError(f"{where}: cannot create {what} {path}: {parent} is not a writable directory; "
-                        "pass --storage with a writable path")
+        raise UserError(
+            f"{where}: cannot create {what} {path}: {parent} is not a writable directory; "
+            "pass --storage with a writable path"
+        )
 
 
 def describe_storage(url: str) -> str:
@@ -100,11 +110,16 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     """Optuna storage with heartbeat and retry of crashed trials. Errors become one-line UserErrors."""
     with warnings.catch_warnings():  # both names are flagged experimental/deprecated across Optuna 4-5
         warnings.simplefilter("ignore")
-        retry_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) \
+        retry_cls = (
+            getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
             or optuna.storages.RetryFailedTrialCallback
+        )
         retry = retry_cls(max_retry=3)
-    retry_kw = "heartbeat_stale_trial_callback" if retry_cls.__name__.startswith("RetryHeartbeat") \
+    retry_kw = (
+        "heartbeat_stale_trial_callback"
+        if retry_cls.__name__.startswith("RetryHeartbeat")
         else "failed_trial_callback"
+    )
     if url.startswith("journal:"):
         path = _journal_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,12 +135,18 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         engine_kwargs = {"connect_args": {"timeout": 60}}
     try:
         return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=3 * HEARTBEAT_SECONDS, **{retry_kw: retry})
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=3 * HEARTBEAT_SECONDS,
+            **{retry_kw: retry},
+        )
     except Exception as e:  # sqlalchemy/optuna raise many types for a bad database
         msg = one_line(e)
-        raise UserError(f"storage {describe_storage(url)}: cannot open it ({type(e).__name__}: {msg}); "
-                        "check the URL, the server and the file") from None
+        raise UserError(
+            f"storage {describe_storage(url)}: cannot open it ({type(e).__name__}: {msg}); "
+            "check the URL, the server and the file"
+        ) from None
 
 
 def _sqlite_check(path: Path) -> None:
@@ -136,8 +157,9 @@ def _sqlite_check(path: Path) -> None:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60) as con:
             con.execute("PRAGMA schema_version").fetchone()
     except sqlite3.DatabaseError as e:
-        raise UserError(f"storage {path}: not a usable SQLite database ({e}); move it aside or pass another --storage") \
-            from None
+        raise UserError(
+            f"storage {path}: not a usable SQLite database ({e}); move it aside or pass another --storage"
+        ) from None
 
 
 def enable_sqlite_wal(storage: optuna.storages.BaseStorage) -> None:
@@ -158,8 +180,10 @@ def open_existing_study(url: str, name: str, *, how_to_create: str = "run `hpo r
     where = describe_storage(url)
     path = storage_path(url)
     if path is not None and not path.is_file():
-        raise UserError(f"storage {where} does not exist; {how_to_create} or pass --storage pointing at the "
-                        "study's database")
+        raise UserError(
+            f"storage {where} does not exist; {how_to_create} or pass --storage pointing at the "
+            "study's database"
+        )
     if url.startswith("journal:"):
         storage: Any = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     else:
@@ -167,15 +191,21 @@ def open_existing_study(url: str, name: str, *, how_to_create: str = "run `hpo r
         try:
             storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
         except Exception as e:  # sqlalchemy/optuna raise many types for a bad database
-            raise UserError(f"storage {where}: cannot open it ({type(e).__name__}: {one_line(e, 160)}); "
-                            "check the URL, the server and the file") from None
+            raise UserError(
+                f"storage {where}: cannot open it ({type(e).__name__}: {one_line(e, 160)}); "
+                "check the URL, the server and the file"
+            ) from None
     try:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     except Exception as e:  # a database of another program, an unreachable server
-        raise UserError(f"storage {where}: cannot list its studies ({type(e).__name__}: {one_line(e)})") from None
+        raise UserError(
+            f"storage {where}: cannot list its studies ({type(e).__name__}: {one_line(e)})"
+        ) from None
     if name not in names:
-        raise UserError(f"unknown study {name!r} in {where}; studies there: "
-                        f"{', '.join(map(repr, names)) or '(none)'}; pass --study-name with one of them")
+        raise UserError(
+            f"unknown study {name!r} in {where}; studies there: "
+            f"{', '.join(map(repr, names)) or '(none)'}; pass --study-name with one of them"
+        )
     return optuna.load_study(study_name=name, storage=storage)
 
 

@@ -21,8 +21,15 @@ from hpo.objective import Objective
 from hpo.storage import open_existing_study
 
 
-def run(cfg: StudyConfig, *, verbose: bool = False, n_workers: int = 1, worker: int | None = None,
-        hooks: Hooks = Hooks(), out: TextIO | None = None) -> optuna.Study:
+def run(
+    cfg: StudyConfig,
+    *,
+    verbose: bool = False,
+    n_workers: int = 1,
+    worker: int | None = None,
+    hooks: Hooks = Hooks(),
+    out: TextIO | None = None,
+) -> optuna.Study:
     """Load data, open the study, run the missing trials, print a summary. Returns the study.
 
     With ``n_workers > 1`` this process opens the study, then starts that many worker processes,
@@ -33,16 +40,26 @@ def run(cfg: StudyConfig, *, verbose: bool = False, n_workers: int = 1, worker: 
     out = out or sys.stdout
     backend.set_verbose(verbose)
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
-    if not verbose:  # heartbeat options are flagged experimental/deprecated across Optuna 4-5: noise for users
+    if (
+        not verbose
+    ):  # heartbeat options are flagged experimental/deprecated across Optuna 4-5: noise for users
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
-    splits = data.load_splits(cfg.dataset, data_dir=cfg.data.data_dir, val_fraction=cfg.data.val_fraction,
-                              seed=cfg.seed, normalization=cfg.data.normalization,
-                              max_train_samples=cfg.data.max_train_samples)
+    splits = data.load_splits(
+        cfg.dataset,
+        data_dir=cfg.data.data_dir,
+        val_fraction=cfg.data.val_fraction,
+        seed=cfg.seed,
+        normalization=cfg.data.normalization,
+        max_train_samples=cfg.data.max_train_samples,
+    )
     parent = worker is None
     if parent:
-        print(f"data: {cfg.dataset} from {splits.source}: {len(splits.y_train)} train / {len(splits.y_val)} val "
-              f"images, {splits.input_shape}, {cfg.data.normalization} normalization", file=out)
+        print(
+            f"data: {cfg.dataset} from {splits.source}: {len(splits.y_train)} train / {len(splits.y_val)} val "
+            f"images, {splits.input_shape}, {cfg.data.normalization} normalization",
+            file=out,
+        )
     failed: list[int] = []
     n_failed = 0
     if n_workers > 1:
@@ -58,15 +75,21 @@ def run(cfg: StudyConfig, *, verbose: bool = False, n_workers: int = 1, worker: 
         if parent:
             console.announce(study, cfg, out)
         objective = Objective(cfg, splits, epoch_hooks=hooks.epoch, after_training=hooks.after_training)
-        n_failed = TrialLoop(study, objective, cfg, out=out, progress=parent, on_trial_end=hooks.trial_end).run()
+        n_failed = TrialLoop(
+            study, objective, cfg, out=out, progress=parent, on_trial_end=hooks.trial_end
+        ).run()
     if parent:
         console.print_summary(study, cfg, out=out)
     if failed:
-        raise WorkersFailed(f"worker exit codes {failed}: see the worker's messages above; finished trials are "
-                            "saved, run the same command again to complete the study")
+        raise WorkersFailed(
+            f"worker exit codes {failed}: see the worker's messages above; finished trials are "
+            "saved, run the same command again to complete the study"
+        )
     if n_failed:
-        raise TooManyFailures(f"stopped after {n_failed} failed trials in this run (their reasons are above); "
-                              "finished trials are saved: fix the cause and run the same command again")
+        raise TooManyFailures(
+            f"stopped after {n_failed} failed trials in this run (their reasons are above); "
+            "finished trials are saved: fix the cause and run the same command again"
+        )
     return study
 
 
@@ -74,5 +97,7 @@ def stored_config(storage_url: str, study_name: str) -> StudyConfig:
     """The resolved config a study was last run with (its ``config`` user attr)."""
     stored = open_existing_study(storage_url, study_name).user_attrs.get("config")
     if not isinstance(stored, dict) or not stored.get("dataset"):
-        raise UserError(f"study {study_name!r} has no stored config; run it with `hpo run --study FILE` instead")
+        raise UserError(
+            f"study {study_name!r} has no stored config; run it with `hpo run --study FILE` instead"
+        )
     return StudyConfig.from_dict(stored)

@@ -36,8 +36,15 @@ class EpochEnd:
 EpochHook = Callable[[EpochEnd], "str | None"]
 
 
-def make_optimizer(name: str, learning_rate: float, *, momentum: float | None = None,
-                   clipnorm: float | None = None, lr_schedule: str = "constant", decay_steps: int = 0):
+def make_optimizer(
+    name: str,
+    learning_rate: float,
+    *,
+    momentum: float | None = None,
+    clipnorm: float | None = None,
+    lr_schedule: str = "constant",
+    decay_steps: int = 0,
+):
     """A Keras optimizer; ``lr_schedule="cosine"`` decays the rate to 0 over ``decay_steps`` (all the epochs'
     steps), the tuning playbook's default schedule, so that the last epochs settle instead of oscillate."""
     keras = backend.keras()
@@ -125,11 +132,20 @@ def datasets(splits: Splits, batch_size: int, seed: int):
     tf = backend.tensorflow()
     options = tf.data.Options()
     options.autotune.enabled = False
-    train = (tf.data.Dataset.from_tensor_slices((splits.x_train, splits.y_train))
-             .shuffle(len(splits.y_train), seed=seed, reshuffle_each_iteration=True)
-             .batch(batch_size).prefetch(PREFETCH).with_options(options))
-    val = tf.data.Dataset.from_tensor_slices((splits.x_val, splits.y_val)).batch(VAL_BATCH).cache() \
-        .prefetch(PREFETCH).with_options(options)
+    train = (
+        tf.data.Dataset.from_tensor_slices((splits.x_train, splits.y_train))
+        .shuffle(len(splits.y_train), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .prefetch(PREFETCH)
+        .with_options(options)
+    )
+    val = (
+        tf.data.Dataset.from_tensor_slices((splits.x_val, splits.y_val))
+        .batch(VAL_BATCH)
+        .cache()
+        .prefetch(PREFETCH)
+        .with_options(options)
+    )
     return train, val
 
 
@@ -140,19 +156,39 @@ def compile_model(model_name: str, params: Mapping[str, Any], splits: Splits, *,
     :func:`train` and by the KerasTuner lanes of ``benchmarks/time_to_accuracy.py``.
     """
     p = {**models.TRAINING_DEFAULTS, **params}
-    model = models.build(model_name, splits.input_shape, splits.num_classes,
-                         **{k: v for k, v in p.items() if k not in models.TRAINING_PARAMS})
+    model = models.build(
+        model_name,
+        splits.input_shape,
+        splits.num_classes,
+        **{k: v for k, v in p.items() if k not in models.TRAINING_PARAMS},
+    )
     steps = epochs * math.ceil(len(splits.y_train) / int(p["batch_size"]))
-    model.compile(optimizer=make_optimizer(p["optimizer"], float(p["learning_rate"]), momentum=p.get("momentum"),
-                                           clipnorm=p.get("clipnorm"), lr_schedule=p["lr_schedule"],
-                                           decay_steps=steps),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=make_optimizer(
+            p["optimizer"],
+            float(p["learning_rate"]),
+            momentum=p.get("momentum"),
+            clipnorm=p.get("clipnorm"),
+            lr_schedule=p["lr_schedule"],
+            decay_steps=steps,
+        ),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     return model
 
 
-def train(model_name: str, params: Mapping[str, Any], splits: Splits, *, epochs: int, seed: int,
-          early_stopping: Any = None, epoch_hooks: Sequence[EpochHook] = (),
-          measure_latency: bool = True) -> TrainResult:
+def train(
+    model_name: str,
+    params: Mapping[str, Any],
+    splits: Splits,
+    *,
+    epochs: int,
+    seed: int,
+    early_stopping: Any = None,
+    epoch_hooks: Sequence[EpochHook] = (),
+    measure_latency: bool = True,
+) -> TrainResult:
     """Build ``model_name`` with ``params``, fit on train, validate every epoch, return what happened.
 
     ``early_stopping``: a ``config.EarlyStopping`` (or None). ``epoch_hooks`` run after every epoch (see
@@ -168,28 +204,49 @@ def train(model_name: str, params: Mapping[str, Any], splits: Splits, *, epochs:
     validate = len(splits.y_val) > 0  # no validation in a final fit (Splits.for_final_fit): fixed epochs
     if early_stopping is not None and early_stopping.enabled and validate:
         es_cb = keras.callbacks.EarlyStopping(
-            monitor=early_stopping.monitor, patience=early_stopping.patience,
+            monitor=early_stopping.monitor,
+            patience=early_stopping.patience,
             restore_best_weights=early_stopping.restore_best_weights,
-            mode="min" if early_stopping.monitor == "val_loss" else "max")
+            mode="min" if early_stopping.monitor == "val_loss" else "max",
+        )
         callbacks.append(es_cb)
     train_ds, val_ds = datasets(splits, int(p["batch_size"]), seed)
-    hist = model.fit(train_ds, validation_data=val_ds if validate else None, epochs=epochs, callbacks=callbacks,
-                     verbose=0, shuffle=False)  # the dataset shuffles itself, seeded
+    hist = model.fit(
+        train_ds,
+        validation_data=val_ds if validate else None,
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=0,
+        shuffle=False,
+    )  # the dataset shuffles itself, seeded
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     stop_reason = monitor.stop_reason
     if stop_reason == "completed" and es_cb is not None and es_cb.stopped_epoch > 0:
         stop_reason = "early_stopping"
     val_acc = [v if math.isfinite(v) else -1.0 for v in history.get("val_accuracy", [])]
-    best = int(np.argmax(val_acc)) if val_acc else len(history.get("loss", [0])) - 1  # no validation: the last
+    best = (
+        int(np.argmax(val_acc)) if val_acc else len(history.get("loss", [0])) - 1
+    )  # no validation: the last
     # Throughput over training-only time, skipping the first epoch (graph tracing) when there are more.
     secs = monitor.train_seconds[1:] or monitor.train_seconds
     ips = len(splits.y_train) * len(secs) / sum(secs) if secs and sum(secs) > 0 else float("nan")
-    latency = _latency_ms(model, splits.x_val if validate else splits.x_train) \
-        if measure_latency and stop_reason != "nan_loss" else float("nan")
-    return TrainResult(model=model, history=history, epoch_seconds=monitor.epoch_seconds,
-                       train_seconds=monitor.train_seconds, images_per_sec=ips, best_epoch=best + 1,
-                       best_val_accuracy=max(val_acc) if val_acc else float("nan"), stop_reason=stop_reason,
-                       n_params=int(model.count_params()), latency_ms=latency)
+    latency = (
+        _latency_ms(model, splits.x_val if validate else splits.x_train)
+        if measure_latency and stop_reason != "nan_loss"
+        else float("nan")
+    )
+    return TrainResult(
+        model=model,
+        history=history,
+        epoch_seconds=monitor.epoch_seconds,
+        train_seconds=monitor.train_seconds,
+        images_per_sec=ips,
+        best_epoch=best + 1,
+        best_val_accuracy=max(val_acc) if val_acc else float("nan"),
+        stop_reason=stop_reason,
+        n_params=int(model.count_params()),
+        latency_ms=latency,
+    )
 
 
 def _latency_ms(model: Any, x: np.ndarray, batch: int = 256, repeats: int = 3) -> float:

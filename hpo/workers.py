@@ -21,8 +21,19 @@ WORKER_GRACE_SECONDS = 30  # after Ctrl-C: how long workers get to store their i
 
 def worker_command(cfg: StudyConfig, index: int, *, threads: int, verbose: bool = False) -> list[str]:
     """The command line of worker ``index``: where the study is, and its share of the cores."""
-    cmd = [sys.executable, "-m", "hpo.run", "--storage", cfg.storage, "--study-name", cfg.name,
-           "--threads", str(threads), "--worker", str(index)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hpo.run",
+        "--storage",
+        cfg.storage,
+        "--study-name",
+        cfg.name,
+        "--threads",
+        str(threads),
+        "--worker",
+        str(index),
+    ]
     return cmd + (["-v"] if verbose else [])
 
 
@@ -35,9 +46,13 @@ def run_workers(cfg: StudyConfig, n_workers: int, out: TextIO, *, verbose: bool 
     """
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // n_workers)
     print(f"starting {n_workers} workers x {threads} TensorFlow threads", file=out, flush=True)
-    procs = [subprocess.Popen(worker_command(cfg, i, threads=threads, verbose=verbose),
-                              stdout=out if out is not sys.stdout else None)
-             for i in range(n_workers)]
+    procs = [
+        subprocess.Popen(
+            worker_command(cfg, i, threads=threads, verbose=verbose),
+            stdout=out if out is not sys.stdout else None,
+        )
+        for i in range(n_workers)
+    ]
     try:
         codes = [p.wait() for p in procs]
     except KeyboardInterrupt:
@@ -57,8 +72,11 @@ def _stop(procs: list[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             p.terminate()
             p.wait()
-            print(f"worker {i} did not stop within {WORKER_GRACE_SECONDS}s of the interrupt and was terminated; "
-                  "the heartbeat re-queues its trial on the next run", file=sys.stderr)
+            print(
+                f"worker {i} did not stop within {WORKER_GRACE_SECONDS}s of the interrupt and was terminated; "
+                "the heartbeat re-queues its trial on the next run",
+                file=sys.stderr,
+            )
             continue
         if code not in (0, 130):  # 130: stopped by the interrupt, as it should
             print(f"worker {i} exited with code {code} after the interrupt", file=sys.stderr)
@@ -70,6 +88,7 @@ def interrupt_once() -> None:
     Ctrl-C reaches a worker twice (the terminal's, then the one its parent passes on): a second
     KeyboardInterrupt would cut the storing and re-queueing of the interrupted trial short.
     """
+
     def handler(signum, frame):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise KeyboardInterrupt

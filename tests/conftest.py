@@ -37,7 +37,7 @@ choices = [32]
 """
 
 # One warm-start trial inside TINY_SPACE, as a study file writes it (pass as ``study_extra``).
-WARM_START = '[[warm_start]]\nfilters = 3\ndropout = 0.1\nlearning_rate = 0.005\nbatch_size = 32\n'
+WARM_START = "[[warm_start]]\nfilters = 3\ndropout = 0.1\nlearning_rate = 0.005\nbatch_size = 32\n"
 WARM_START_PARAMS = {"filters": 3, "dropout": 0.1, "learning_rate": 0.005, "batch_size": 32}
 
 
@@ -49,7 +49,7 @@ def synthetic_images(n: int, *, seed: int, size: int = 28, channels: int = 1, cl
     x = rng.integers(0, 60, size=(n, size, size, channels), dtype=np.uint8)
     for i, k in enumerate(y):
         r, c = divmod(int(k), 4)
-        x[i, 2 + 6 * r: 7 + 6 * r, 2 + 6 * c: 7 + 6 * c, :] = 230
+        x[i, 2 + 6 * r : 7 + 6 * r, 2 + 6 * c : 7 + 6 * c, :] = 230
     return x if channels > 1 else x[..., 0], y.astype(np.uint8)
 
 
@@ -70,8 +70,16 @@ def data_dir(tmp_path) -> Path:
     return d
 
 
-def write_study(tmp_path: Path, *, space: str = TINY_SPACE, study_extra: str = "", n_trials: int = 2,
-                pruner: str = 'name = "none"', name: str = "tiny", data_dir: Path | None = None) -> Path:
+def write_study(
+    tmp_path: Path,
+    *,
+    space: str = TINY_SPACE,
+    study_extra: str = "",
+    n_trials: int = 2,
+    pruner: str = 'name = "none"',
+    name: str = "tiny",
+    data_dir: Path | None = None,
+) -> Path:
     """A tiny study file (MNIST-format synthetic data, tiny space) under tmp_path."""
     (tmp_path / "space.toml").write_text(space)
     storage = f"sqlite:///{tmp_path / 'tiny.db'}"
@@ -108,5 +116,11 @@ enabled = false
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300):
     full_env = {**os.environ, "HPO_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "hpo.run", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd or ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "hpo.run", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+    )

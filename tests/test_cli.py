@@ -58,6 +58,7 @@ def test_run_writes_sqlite_then_resumes_only_missing_trials(tmp_path, data_dir):
 
 # --- bad input corpus: exit 2, one line naming the problem, the database byte-for-byte unchanged -----
 
+
 @pytest.fixture
 def bad_input_env(tmp_path, data_dir):
     """A study file, its data, and an existing study database whose bytes must never change."""
@@ -96,31 +97,49 @@ CASES = {
     "unknown study": lambda t, s, d: ["--study", "nope"],
     "study toml syntax": lambda t, s, d: ["--study", _edit(s, 'dataset = "mnist"', 'dataset = "mnist')],
     "space toml syntax": lambda t, s, d: (_space_edit(t, "[filters]", "[filters"), ["--study", str(s)])[1],
-    "low > high": lambda t, s, d: (_space_edit(t, "low = 2\nhigh = 4", "low = 5\nhigh = 4"), ["--study", str(s)])[1],
-    "log low <= 0": lambda t, s, d: (_space_edit(t, "low = 1e-3\nhigh = 1e-2", "low = 0.0\nhigh = 1e-2"),
-                                     ["--study", str(s)])[1],
+    "low > high": lambda t, s, d: (
+        _space_edit(t, "low = 2\nhigh = 4", "low = 5\nhigh = 4"),
+        ["--study", str(s)],
+    )[1],
+    "log low <= 0": lambda t, s, d: (
+        _space_edit(t, "low = 1e-3\nhigh = 1e-2", "low = 0.0\nhigh = 1e-2"),
+        ["--study", str(s)],
+    )[1],
     "unknown parameter": lambda t, s, d: (_space_edit(t, "[dropout]", "[dropuot]"), ["--study", str(s)])[1],
     "wrong value type": lambda t, s, d: ["--study", _edit(s, "n_trials = 2", 'n_trials = "two"')],
-    "empty choices": lambda t, s, d: (_space_edit(t, "choices = [32]", "choices = []"), ["--study", str(s)])[1],
+    "empty choices": lambda t, s, d: (_space_edit(t, "choices = [32]", "choices = []"), ["--study", str(s)])[
+        1
+    ],
     "unknown sampler": lambda t, s, d: ["--study", _edit(s, 'name = "tpe"', 'name = "annealing"')],
     "unknown pruner": lambda t, s, d: ["--study", _edit(s, 'name = "none"', 'name = "sometimes"')],
     "n_trials <= 0": lambda t, s, d: ["--study", str(s), "--n-trials", "0"],
     "epochs <= 0": lambda t, s, d: ["--study", str(s), "--epochs", "-1"],
     "negative timeout": lambda t, s, d: ["--study", str(s), "--timeout", "-5"],
     "unknown storage scheme": lambda t, s, d: ["--study", str(s), "--storage", "redis://localhost/0"],
-    "unwritable storage path": lambda t, s, d: ["--study", str(s), "--storage",
-                                                f"sqlite:///{t / 'tiny.toml'}/sub/x.db"],
-    "corrupt sqlite": lambda t, s, d: ((t / "corrupt.db").write_bytes(b"not a database" * 100),
-                                       ["--study", str(s), "--storage", f"sqlite:///{t / 'corrupt.db'}"])[1],
-    "missing dataset offline": lambda t, s, d: ["--study", str(s), "--data-dir", str((t / "nodata").mkdir() or
-                                                                                      t / "nodata")],
+    "unwritable storage path": lambda t, s, d: [
+        "--study",
+        str(s),
+        "--storage",
+        f"sqlite:///{t / 'tiny.toml'}/sub/x.db",
+    ],
+    "corrupt sqlite": lambda t, s, d: (
+        (t / "corrupt.db").write_bytes(b"not a database" * 100),
+        ["--study", str(s), "--storage", f"sqlite:///{t / 'corrupt.db'}"],
+    )[1],
+    "missing dataset offline": lambda t, s, d: [
+        "--study",
+        str(s),
+        "--data-dir",
+        str((t / "nodata").mkdir() or t / "nodata"),
+    ],
     "data dir does not exist": lambda t, s, d: ["--study", str(s), "--data-dir", str(t / "missing")],
     "image folder with no images": lambda t, s, d: (
         (t / "imgs" / "train" / "a").mkdir(parents=True),
-        ["--study", _edit(s, 'dataset = "mnist"', 'dataset = "image_folder"'), "--data-dir", str(t / "imgs")])[1],
+        ["--study", _edit(s, 'dataset = "mnist"', 'dataset = "image_folder"'), "--data-dir", str(t / "imgs")],
+    )[1],
     "labels out of range": lambda t, s, d: ["--study", str(s), "--data-dir", str(_labels_out_of_range(t))],
     "max-train-samples too large": lambda t, s, d: ["--study", str(s), "--max-train-samples", "100000"],
-    "unknown study key": lambda t, s, d: ["--study", _edit(s, 'seed = 1', 'seed = 1\nseeed = 2')],
+    "unknown study key": lambda t, s, d: ["--study", _edit(s, "seed = 1", "seed = 1\nseeed = 2")],
     "unknown dataset": lambda t, s, d: ["--study", _edit(s, 'dataset = "mnist"', 'dataset = "svhn"')],
     "unknown model": lambda t, s, d: ["--study", _edit(s, 'model = "fashion_baseline"', 'model = "vgg"')],
     "bad flag value": lambda t, s, d: ["--study", str(s), "--n-trials", "ten"],

@@ -25,19 +25,33 @@ def test_every_shipped_study_is_valid(name):
 
 
 def test_overrides_win_and_are_validated(tmp_path):
-    cfg = config.load_study("fashion").with_overrides(n_trials=3, epochs=2, max_train_samples=100, seed=7,
-                                                      storage=f"sqlite:///{tmp_path}/x.db", name="other")
-    assert (cfg.budget.n_trials, cfg.budget.epochs, cfg.data.max_train_samples, cfg.seed, cfg.name) == \
-        (3, 2, 100, 7, "other")
+    cfg = config.load_study("fashion").with_overrides(
+        n_trials=3,
+        epochs=2,
+        max_train_samples=100,
+        seed=7,
+        storage=f"sqlite:///{tmp_path}/x.db",
+        name="other",
+    )
+    assert (cfg.budget.n_trials, cfg.budget.epochs, cfg.data.max_train_samples, cfg.seed, cfg.name) == (
+        3,
+        2,
+        100,
+        7,
+        "other",
+    )
     with pytest.raises(UserError, match="n_trials must be > 0"):
         cfg.with_overrides(n_trials=0)
 
 
-@pytest.mark.parametrize("extra, fragment", [
-    ('bogus = 1', "unknown key(s) bogus"),
-    ('workers = 0', "workers must be >= 1"),
-    ('[sampler]\nname = "nope"', "unknown sampler 'nope'"),
-])
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        ("bogus = 1", "unknown key(s) bogus"),
+        ("workers = 0", "workers must be >= 1"),
+        ('[sampler]\nname = "nope"', "unknown sampler 'nope'"),
+    ],
+)
 def test_bad_study_keys(tmp_path, extra, fragment):
     p = write_study(tmp_path)
     text = p.read_text()
@@ -73,19 +87,26 @@ def test_warm_starts_are_enqueued_first_unless_turned_off(tmp_path):
     assert t.system_attrs["fixed_params"] == WARM_START_PARAMS
     off = study_mod.open_study(cfg.with_overrides(use_warm_start=False, name="off"))  # --no-warm-start
     assert off.trials == []
-    in_file = config.load_study(str(write_study(tmp_path, study_extra="use_warm_start = false\n" + WARM_START, name="f")))
+    in_file = config.load_study(
+        str(write_study(tmp_path, study_extra="use_warm_start = false\n" + WARM_START, name="f"))
+    )
     assert not in_file.use_warm_start and study_mod.open_study(in_file).trials == []
     with pytest.raises(UserError, match="use_warm_start: expected bool, got 'no'"):
         config.load_study(str(write_study(tmp_path, study_extra='use_warm_start = "no"')))
 
 
-@pytest.mark.parametrize("study_extra, flags, expected", [
-    ("", [], 1),                                  # one worker unless the study file asks for more
-    ("workers = 2", [], 2),                       # the study file's workers
-    ("workers = 2", ["--n-workers", "3"], 3),     # the flag wins
-    ("workers = 2", ["--worker", "0"], 1),        # a started worker never starts workers itself
-])
-def test_workers_come_from_the_study_file_unless_a_flag_says(tmp_path, monkeypatch, study_extra, flags, expected):
+@pytest.mark.parametrize(
+    "study_extra, flags, expected",
+    [
+        ("", [], 1),  # one worker unless the study file asks for more
+        ("workers = 2", [], 2),  # the study file's workers
+        ("workers = 2", ["--n-workers", "3"], 3),  # the flag wins
+        ("workers = 2", ["--worker", "0"], 1),  # a started worker never starts workers itself
+    ],
+)
+def test_workers_come_from_the_study_file_unless_a_flag_says(
+    tmp_path, monkeypatch, study_extra, flags, expected
+):
     from hpo import loop, run, study
 
     path = write_study(tmp_path, study_extra=study_extra)

@@ -80,7 +80,9 @@ def test_image_folder_cache_sees_an_image_added_inside_a_class_folder(tmp_path):
     root = tmp_path / "imgs"
     _image_tree(root)
     assert len(data.load_raw("image_folder", data_dir=root).y_train) == 6  # now cached
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "train" / "dog" / "new.png")  # root's mtime stays
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(
+        root / "train" / "dog" / "new.png"
+    )  # root's mtime stays
     raw = data.load_raw("image_folder", data_dir=root)
     assert len(raw.y_train) == 7 and list(raw.y_train).count(1) == 4
 

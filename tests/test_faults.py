@@ -25,8 +25,14 @@ def _env(extra: dict | None = None) -> dict:
 
 
 def _start(*args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hpo.run", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env(env), cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpo.run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(env),
+        cwd=ROOT,
+    )
 
 
 def _finish(p: subprocess.Popen, timeout: int = 600) -> tuple[int, str, str]:
@@ -45,8 +51,11 @@ def _done(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def _in_first_half(trials: list[optuna.trial.FrozenTrial], epochs: int) -> list[optuna.trial.FrozenTrial]:
     """The running trials past their first epoch and before half their epochs: none can finish in the moment
     before a signal sent now lands (the parent passes Ctrl-C on 0.25 s later, a few tiny epochs)."""
-    return [t for t in trials
-            if t.state.name == "RUNNING" and t.intermediate_values and max(t.intermediate_values) < epochs // 2]
+    return [
+        t
+        for t in trials
+        if t.state.name == "RUNNING" and t.intermediate_values and max(t.intermediate_values) < epochs // 2
+    ]
 
 
 def test_kill_9_mid_trial_then_rerun_recovers_exactly(tmp_path, data_dir):
@@ -70,8 +79,11 @@ def test_kill_9_mid_trial_then_rerun_recovers_exactly(tmp_path, data_dir):
     assert victim is not None, "never saw a trial in the first half of its epochs"
     os.kill(p.pid, signal.SIGKILL)
     p.wait(timeout=30)
-    before = {t.number: (t.value, t.params, t.user_attrs) for t in _load(storage).get_trials()
-              if t.state.name == "COMPLETE"}
+    before = {
+        t.number: (t.value, t.params, t.user_attrs)
+        for t in _load(storage).get_trials()
+        if t.state.name == "COMPLETE"
+    }
     assert _load(storage).trials[victim.number].state.name == "RUNNING"  # the crash left it RUNNING
 
     code, out, err = _finish(_start(*args))
@@ -90,9 +102,22 @@ def test_kill_9_mid_trial_then_rerun_recovers_exactly(tmp_path, data_dir):
 def test_four_workers_on_one_sqlite_study_record_every_trial_once(tmp_path, data_dir):
     study_file = write_study(tmp_path, n_trials=40)
     storage = f"sqlite:///{tmp_path / 'tiny.db'}"
-    code, out, err = _finish(_start("--study", str(study_file), "--data-dir", str(data_dir), "--epochs", "1",
-                                    "--max-train-samples", "100", "--n-workers", "4",
-                                    env={"PYTHONUNBUFFERED": "1"}), timeout=900)  # unbuffered: lines must not mix
+    code, out, err = _finish(
+        _start(
+            "--study",
+            str(study_file),
+            "--data-dir",
+            str(data_dir),
+            "--epochs",
+            "1",
+            "--max-train-samples",
+            "100",
+            "--n-workers",
+            "4",
+            env={"PYTHONUNBUFFERED": "1"},
+        ),
+        timeout=900,
+    )  # unbuffered: lines must not mix
     assert code == 0, err
     assert "starting 4 workers" in out
     assert "database is locked" not in (out + err).lower()
@@ -120,12 +145,27 @@ def _get_json(url: str) -> dict:
 def test_dashboard_serves_a_study_while_workers_write_to_it(tmp_path, data_dir):
     study_file = write_study(tmp_path, n_trials=10)
     storage = f"sqlite:///{tmp_path / 'tiny.db'}"
-    args = ["--study", str(study_file), "--data-dir", str(data_dir), "--epochs", "2", "--max-train-samples", "100"]
+    args = [
+        "--study",
+        str(study_file),
+        "--data-dir",
+        str(data_dir),
+        "--epochs",
+        "2",
+        "--max-train-samples",
+        "100",
+    ]
     code, _, err = _finish(_start(*args, "--n-trials", "1"))  # the study must exist to be served
     assert code == 0, err
     port = _free_port()
-    dash = subprocess.Popen([sys.executable, "-m", "hpo.dashboard", "--study", str(study_file), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    dash = subprocess.Popen(
+        [sys.executable, "-m", "hpo.dashboard", "--study", str(study_file), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(100):
@@ -147,7 +187,9 @@ def test_dashboard_serves_a_study_while_workers_write_to_it(tmp_path, data_dir):
             time.sleep(0.3)
         out, err = workers.communicate()
         assert workers.returncode == 0, err
-        deadline = time.time() + 15  # optuna-dashboard caches a study's trials for 2 s (its _storage.get_trials)
+        deadline = (
+            time.time() + 15
+        )  # optuna-dashboard caches a study's trials for 2 s (its _storage.get_trials)
         while True:
             detail = _get_json(f"{base}/api/studies/{sid}?after=0")
             finished = [t for t in detail["trials"] if t["state"] in ("Complete", "Pruned")]
@@ -169,14 +211,23 @@ def test_dashboard_binds_loopback_and_prints_the_url(tmp_path, data_dir):
     study_file = write_study(tmp_path, n_trials=1)
     optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tiny.db'}")
     port = _free_port()
-    dash = subprocess.Popen([sys.executable, "-m", "hpo.dashboard", "--study", str(study_file), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    dash = subprocess.Popen(
+        [sys.executable, "-m", "hpo.dashboard", "--study", str(study_file), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+    )
     try:
         first = dash.stdout.readline() + dash.stdout.readline()
         assert f"http://127.0.0.1:{port}/dashboard/studies/1" in first
         for _ in range(100):
             try:
-                assert _get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"][0]["study_name"] == "tiny"
+                assert (
+                    _get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"][0]["study_name"]
+                    == "tiny"
+                )
                 break
             except OSError:
                 time.sleep(0.2)
@@ -204,8 +255,23 @@ def test_postgres_three_workers_record_every_trial_once(tmp_path, data_dir):
         pytest.fail(f"PostgreSQL at {url} is not reachable: {e}")
     name = f"pg-{os.getpid()}-{int(time.time())}"
     study_file = write_study(tmp_path, n_trials=12, name=name)
-    code, out, err = _finish(_start("--study", str(study_file), "--data-dir", str(data_dir), "--epochs", "1",
-                                    "--max-train-samples", "100", "--n-workers", "3", "--storage", url), timeout=900)
+    code, out, err = _finish(
+        _start(
+            "--study",
+            str(study_file),
+            "--data-dir",
+            str(data_dir),
+            "--epochs",
+            "1",
+            "--max-train-samples",
+            "100",
+            "--n-workers",
+            "3",
+            "--storage",
+            url,
+        ),
+        timeout=900,
+    )
     assert code == 0, err
     study = optuna.load_study(study_name=name, storage=url)
     assert len(_done(study)) == 12 and len(study.trials) == 12
@@ -217,8 +283,18 @@ def test_ctrl_c_with_two_workers_requeues_their_trials_and_a_rerun_completes(tmp
     study_file = write_study(tmp_path, n_trials=4)
     storage = f"sqlite:///{tmp_path / 'tiny.db'}"
     epochs = 40
-    args = ["--study", str(study_file), "--data-dir", str(data_dir), "--epochs", str(epochs), "--max-train-samples",
-            "200", "--n-workers", "2"]
+    args = [
+        "--study",
+        str(study_file),
+        "--data-dir",
+        str(data_dir),
+        "--epochs",
+        str(epochs),
+        "--max-train-samples",
+        "200",
+        "--n-workers",
+        "2",
+    ]
     p = _start(*args)
     deadline = time.time() + 300
     running = []
@@ -232,7 +308,9 @@ def test_ctrl_c_with_two_workers_requeues_their_trials_and_a_rerun_completes(tmp
     p.send_signal(signal.SIGINT)  # to the parent only: it passes the interrupt on to its workers
     code, out, err = _finish(p, timeout=120)
     study = _load(storage)
-    states = [(t.number, t.state.name, max(t.intermediate_values, default=0)) for t in study.trials]  # for a failure
+    states = [
+        (t.number, t.state.name, max(t.intermediate_values, default=0)) for t in study.trials
+    ]  # for a failure
     assert code == 130 and err.count("interrupted:") == 1, err
     assert "Traceback" not in err, err
     assert out.count("interrupted: queued again") == 2, (states, out, err)

@@ -62,8 +62,10 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods else node.module
-                     for a in node.names]
+            names = [
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods else node.module
+                for a in node.names
+            ]
         else:
             continue
         out += [(n, id(node) not in top_level) for n in names]
@@ -100,20 +102,28 @@ def test_only_backend_imports_tensorflow_or_keras_directly():
             continue
         for name, _ in _imports(path):
             top = name.split(".")[0]
-            ok = top not in ("tensorflow", "keras") or module == "hpo.training" and name.startswith("tensorflow.python")
+            ok = (
+                top not in ("tensorflow", "keras")
+                or module == "hpo.training"
+                and name.startswith("tensorflow.python")
+            )
             assert ok, f"{module} imports {name}; reach TensorFlow/Keras through hpo.backend"
 
 
 def test_loading_a_study_and_listing_never_start_tensorflow():
-    code = ("import sys; from hpo import cli, config; config.load_study('fashion'); cli.cmd_list(); "
-            "sys.exit(int('tensorflow' in sys.modules))")
+    code = (
+        "import sys; from hpo import cli, config; config.load_study('fashion'); cli.cmd_list(); "
+        "sys.exit(int('tensorflow' in sys.modules))"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 
 def test_tensorflow_loads_without_a_line_on_stderr_unless_verbose():
-    code = ("from hpo import backend; import sys; backend.set_verbose(len(sys.argv) > 1); "
-            "backend.keras().layers.Dense(2)(backend.tensorflow().zeros((1, 2)))")
+    code = (
+        "from hpo import backend; import sys; backend.set_verbose(len(sys.argv) > 1); "
+        "backend.keras().layers.Dense(2)(backend.tensorflow().zeros((1, 2)))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     quiet = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env)
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
@@ -123,8 +133,10 @@ def test_without_tensorflow_a_run_says_which_extra_to_install(tmp_path, data_dir
     from tests.conftest import write_study
 
     study = write_study(tmp_path, n_trials=1)
-    code = ("import sys; sys.modules['tensorflow'] = None; from hpo.cli import main; "
-            f"sys.exit(main(['run', '--study', {str(study)!r}, '--data-dir', {str(data_dir)!r}]))")
+    code = (
+        "import sys; sys.modules['tensorflow'] = None; from hpo.cli import main; "
+        f"sys.exit(main(['run', '--study', {str(study)!r}, '--data-dir', {str(data_dir)!r}]))"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr

@@ -50,7 +50,9 @@ def test_family_baseline_is_seed002_and_extended_adds_conv_and_dropouts():
 
 
 def test_family_double_has_two_convs_per_block_like_seed000():
-    dbl = models.build("fashion_cnn", (28, 28, 1), 10, variant="double", filters=32, dropout=0.25, batch_norm=True)
+    dbl = models.build(
+        "fashion_cnn", (28, 28, 1), 10, variant="double", filters=32, dropout=0.25, batch_norm=True
+    )
     ref = models.build("seed000_fashion", (28, 28, 1), 10)
     convs = lambda m: [l.filters for l in m.layers if l.__class__.__name__ == "Conv2D"]
     assert convs(dbl) == convs(ref) == [32, 32, 64, 64]
@@ -67,8 +69,11 @@ def test_every_model_builds_and_trains_one_step(name):
     from hpo.training import make_optimizer
 
     shape = _shape(name) if name in models.REFERENCES else (28, 28, 1)
-    params = {} if name in models.REFERENCES else {"filters": 4, "l2": 1e-4, "dropout": 0.1, "batch_norm": True,
-                                                  "augmentation": "light"}
+    params = (
+        {}
+        if name in models.REFERENCES
+        else {"filters": 4, "l2": 1e-4, "dropout": 0.1, "batch_norm": True, "augmentation": "light"}
+    )
     m = models.build(name, shape, 10, **params)
     m.compile(optimizer=make_optimizer("adam", 1e-3), loss="sparse_categorical_crossentropy")
     x = np.random.default_rng(0).random((8, *shape), dtype=np.float32)

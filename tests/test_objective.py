@@ -17,9 +17,15 @@ from tests.conftest import write_study
 def tiny(tmp_path, data_dir):
     def make(**kw):
         cfg = config.load_study(str(write_study(tmp_path, **kw))).with_overrides(data_dir=str(data_dir))
-        splits = data.load_splits(cfg.dataset, data_dir=data_dir, val_fraction=cfg.data.val_fraction,
-                                  seed=cfg.seed, normalization=cfg.data.normalization)
+        splits = data.load_splits(
+            cfg.dataset,
+            data_dir=data_dir,
+            val_fraction=cfg.data.val_fraction,
+            seed=cfg.seed,
+            normalization=cfg.data.normalization,
+        )
         return cfg, splits
+
     return make
 
 
@@ -108,7 +114,9 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero_over_all_epochs(tiny):
     steps_per_epoch = math.ceil(len(splits.y_train) / 32)
     assert int(opt.iterations.numpy()) == 2 * steps_per_epoch
     assert float(opt.learning_rate.numpy()) == pytest.approx(0.0, abs=1e-9)  # the whole decay was used
-    constant = train(cfg.model, {**params, "lr_schedule": "constant"}, splits, epochs=1, seed=0, measure_latency=False)
+    constant = train(
+        cfg.model, {**params, "lr_schedule": "constant"}, splits, epochs=1, seed=0, measure_latency=False
+    )
     assert float(constant.model.optimizer.learning_rate.numpy()) == pytest.approx(4e-3)
     with pytest.raises(ValueError, match="unknown lr_schedule 'warm'"):
         make_optimizer("adam", 1e-3, lr_schedule="warm", decay_steps=10)
@@ -121,8 +129,14 @@ def test_final_fit_trains_on_train_and_val_for_fixed_epochs_without_validation(t
     final = splits.for_final_fit()
     assert len(final.y_train) == len(splits.y_train) + len(splits.y_val) and len(final.y_val) == 0
     assert final.mean == splits.mean and final.std == splits.std  # normalized as the search saw the data
-    r = train(cfg.model, {"filters": 4, "learning_rate": 5e-3, "batch_size": 32}, final, epochs=2, seed=1,
-              early_stopping=cfg.early_stopping)  # early stopping has nothing to watch: it is off
+    r = train(
+        cfg.model,
+        {"filters": 4, "learning_rate": 5e-3, "batch_size": 32},
+        final,
+        epochs=2,
+        seed=1,
+        early_stopping=cfg.early_stopping,
+    )  # early stopping has nothing to watch: it is off
     assert r.stop_reason == "completed" and len(r.history["loss"]) == 2 and r.best_epoch == 2
     assert "val_accuracy" not in r.history and math.isnan(r.best_val_accuracy)
     r.model = None

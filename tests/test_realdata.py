@@ -16,11 +16,24 @@ pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 def test_fashion_study_on_a_real_subset(tmp_path):
     if not (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").is_file():
         if os.environ.get("CI"):
-            pytest.fail(f"real Fashion-MNIST missing at {DEBIAN_FASHION}: .ci/run must apt-get install dataset-fashion-mnist")
+            pytest.fail(
+                f"real Fashion-MNIST missing at {DEBIAN_FASHION}: .ci/run must apt-get install dataset-fashion-mnist"
+            )
         pytest.skip("real Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
     db = tmp_path / "fashion.db"
-    r = run_cli("--study", "fashion", "--n-trials", "2", "--epochs", "1", "--max-train-samples", "2000",
-                "--storage", f"sqlite:///{db}", timeout=600)
+    r = run_cli(
+        "--study",
+        "fashion",
+        "--n-trials",
+        "2",
+        "--epochs",
+        "1",
+        "--max-train-samples",
+        "2000",
+        "--storage",
+        f"sqlite:///{db}",
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     assert "48000 train" not in r.stdout and "2000 train / 12000 val" in r.stdout
     study = optuna.load_study(study_name="fashion", storage=f"sqlite:///{db}")

@@ -44,20 +44,35 @@ def tiny_data_dir(root: Path) -> Path:
     np.savez(d / "mnist.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
     xtr, ytr = synthetic_images(300, seed=2)
     xte, yte = synthetic_images(100, seed=3)
-    for name, arr in (("train-images-idx3-ubyte.gz", xtr), ("train-labels-idx1-ubyte.gz", ytr),
-                      ("t10k-images-idx3-ubyte.gz", xte), ("t10k-labels-idx1-ubyte.gz", yte)):
+    for name, arr in (
+        ("train-images-idx3-ubyte.gz", xtr),
+        ("train-labels-idx1-ubyte.gz", ytr),
+        ("t10k-images-idx3-ubyte.gz", xte),
+        ("t10k-labels-idx1-ubyte.gz", yte),
+    ):
         write_idx(d / "fashion-mnist" / name, arr)
     return d
 
 
 def env_for(root: Path) -> dict[str, str]:
-    return {**os.environ, "HPO_OFFLINE": "1", "HPO_CACHE_DIR": str(root / "cache"),
-            "KERAS_HOME": str(root / "keras"), "HPO_DATA_DIR": ""}
+    return {
+        **os.environ,
+        "HPO_OFFLINE": "1",
+        "HPO_CACHE_DIR": str(root / "cache"),
+        "KERAS_HOME": str(root / "keras"),
+        "HPO_DATA_DIR": "",
+    }
 
 
 def report_cli(root: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hpo.report", *args], capture_output=True, text=True,
-                          env=env_for(root), cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "hpo.report", *args],
+        capture_output=True,
+        text=True,
+        env=env_for(root),
+        cwd=ROOT,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,20 +80,44 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     data = tiny_data_dir(root)
     toml = write_study(root, name=EVIL, n_trials=2)
-    r = subprocess.run([sys.executable, "-m", "hpo.run", "--study", str(toml), "--data-dir", str(data),
-                        "--epochs", "1"], capture_output=True, text=True, env=env_for(root), cwd=ROOT, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "hpo.run", "--study", str(toml), "--data-dir", str(data), "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        env=env_for(root),
+        cwd=ROOT,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     storage = f"sqlite:///{root / 'tiny.db'}"
     study = optuna.load_study(study_name=EVIL, storage=storage)
     study.set_user_attr("owner", EVIL_ATTR)
     out = root / "reports" / "tiny.html"
     t = time.perf_counter()
-    r = report_cli(root, "--study", str(toml), "--data-dir", str(data), "--seeds", "2", "--epochs", "1",
-                   "--out", str(out))
+    r = report_cli(
+        root,
+        "--study",
+        str(toml),
+        "--data-dir",
+        str(data),
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+    )
     seconds = time.perf_counter() - t
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return {"root": root, "toml": toml, "data": data, "out": out, "stdout": r.stdout, "stderr": r.stderr,
-            "seconds": seconds}
+    return {
+        "root": root,
+        "toml": toml,
+        "data": data,
+        "out": out,
+        "stdout": r.stdout,
+        "stderr": r.stderr,
+        "seconds": seconds,
+    }
 
 
 def test_report_retrains_and_fills_every_section(tiny):
@@ -90,11 +129,21 @@ def test_report_retrains_and_fills_every_section(tiny):
     assert "Traceback" not in tiny["stderr"]
     for sid in ("summary", "search", "curves", "checks", "retrained", "references"):
         assert f'<section id="{sid}">' in page
-    for text in ("Best model architecture", "Conv2D", "Per-class precision", "Misclassified test images",
-                 "data:image/png;base64,", "McNemar", "b=", f"98.50 % (published in “{SOURCES['000']}”)",
-                 f"99.31 % (published in “{SOURCES['001']}”)", f"92.40 % (published in “{SOURCES['000']}”)",
-                 f"74.00 % (published in “{SOURCES['000']}”)",
-                 "CIFAR-10 is not available", "best params -&gt; fashion_mnist"):
+    for text in (
+        "Best model architecture",
+        "Conv2D",
+        "Per-class precision",
+        "Misclassified test images",
+        "data:image/png;base64,",
+        "McNemar",
+        "b=",
+        f"98.50 % (published in “{SOURCES['000']}”)",
+        f"99.31 % (published in “{SOURCES['001']}”)",
+        f"92.40 % (published in “{SOURCES['000']}”)",
+        f"74.00 % (published in “{SOURCES['000']}”)",
+        "CIFAR-10 is not available",
+        "best params -&gt; fashion_mnist",
+    ):
         assert text in page, text
     assert "not measured" in page  # the CIFAR-10 reference row
     cache = json.loads(tiny["out"].with_name("tiny.retrain.json").read_text())
@@ -111,13 +160,38 @@ def test_escaping_in_the_real_report(tiny):
 def test_rebuild_uses_the_cache_and_force_retrains(tiny):
     root, toml, data, out = tiny["root"], tiny["toml"], tiny["data"], tiny["out"]
     t = time.perf_counter()
-    r = report_cli(root, "--study", str(toml), "--data-dir", str(data), "--seeds", "2", "--epochs", "1",
-                   "--out", str(out))
+    r = report_cli(
+        root,
+        "--study",
+        str(toml),
+        "--data-dir",
+        str(data),
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     assert "training" not in r.stdout and r.stdout.count("cached:") == 9
     assert time.perf_counter() - t < tiny["seconds"] / 2
-    r = report_cli(root, "--study", str(toml), "--data-dir", str(data), "--seeds", "1", "--epochs", "1",
-                   "--references", "none", "--force-retrain", "--out", str(root / "forced.html"))
+    r = report_cli(
+        root,
+        "--study",
+        str(toml),
+        "--data-dir",
+        str(data),
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--references",
+        "none",
+        "--force-retrain",
+        "--out",
+        str(root / "forced.html"),
+    )
     assert r.returncode == 0, r.stderr
     assert "[1/1] training best" in r.stdout and "cached:" not in r.stdout
     page = (root / "forced.html").read_text()
@@ -126,10 +200,21 @@ def test_rebuild_uses_the_cache_and_force_retrains(tiny):
 
 # --- a real browser ----------------------------------------------------------------------------------
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--enable-unsafe-swiftshader",  # WebGL (parallel coordinates) in software, no fallback warning
-                  "--enable-logging=stderr", "--v=0", "--virtual-time-budget=15000", "--dump-dom")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-unsafe-swiftshader",  # WebGL (parallel coordinates) in software, no fallback warning
+    "--enable-logging=stderr",
+    "--v=0",
+    "--virtual-time-budget=15000",
+    "--dump-dom",
+)
 
 # Injected into a copy of the report: records errors, console.error and alert() calls, then writes what it
 # saw, with how many plotly divs drew an SVG or canvas, into the DOM that --dump-dom prints.
@@ -172,8 +257,12 @@ def test_report_renders_in_headless_chromium_without_errors(tiny, tmp_path):
     page = tiny["out"].read_text()
     probed = tmp_path / "probed.html"
     probed.write_text(page.replace("<head>", "<head>" + PROBE, 1))
-    r = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", probed.as_uri()],
-                       capture_output=True, text=True, timeout=180)
+    r = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", probed.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     m = re.search(r'<pre id="report-probe">(.*?)</pre>', r.stdout, flags=re.S)
     assert m, f"the page did not finish loading: {r.stderr[-2000:]}"
     import html

@@ -27,20 +27,48 @@ DISTS = {
 
 def history(val_acc: list[float], train_acc: list[float] | None = None) -> dict[str, list[float]]:
     train_acc = train_acc or [v + 0.01 for v in val_acc]
-    return {"accuracy": train_acc, "val_accuracy": val_acc, "loss": [1 - v for v in train_acc],
-            "val_loss": [1 - v for v in val_acc]}
+    return {
+        "accuracy": train_acc,
+        "val_accuracy": val_acc,
+        "loss": [1 - v for v in train_acc],
+        "val_loss": [1 - v for v in val_acc],
+    }
 
 
-def complete(value: float, *, params: dict | None = None, hist: dict | None = None, n_params: int = 1000,
-             latency: float = 0.1, stop: str = "completed", best_epoch: int | None = None):
-    params = params or {"learning_rate": 1e-3, "dropout": 0.3, "filters": 32, "batch_size": 64,
-                        "optimizer": "adam", "kernel_size": 3}
+def complete(
+    value: float,
+    *,
+    params: dict | None = None,
+    hist: dict | None = None,
+    n_params: int = 1000,
+    latency: float = 0.1,
+    stop: str = "completed",
+    best_epoch: int | None = None,
+):
+    params = params or {
+        "learning_rate": 1e-3,
+        "dropout": 0.3,
+        "filters": 32,
+        "batch_size": 64,
+        "optimizer": "adam",
+        "kernel_size": 3,
+    }
     hist = hist or history([value - 0.02, value])
     return create_trial(
-        state=TrialState.COMPLETE, value=value, params=params, distributions={k: DISTS[k] for k in params},
-        user_attrs={"history": hist, "n_params": n_params, "latency_ms": latency, "stop_reason": stop,
-                    "best_epoch": best_epoch or len(hist["val_accuracy"]), "seed": 7},
-        intermediate_values={i + 1: v for i, v in enumerate(hist["val_accuracy"])})
+        state=TrialState.COMPLETE,
+        value=value,
+        params=params,
+        distributions={k: DISTS[k] for k in params},
+        user_attrs={
+            "history": hist,
+            "n_params": n_params,
+            "latency_ms": latency,
+            "stop_reason": stop,
+            "best_epoch": best_epoch or len(hist["val_accuracy"]),
+            "seed": 7,
+        },
+        intermediate_values={i + 1: v for i, v in enumerate(hist["val_accuracy"])},
+    )
 
 
 def study_with(*trials) -> optuna.Study:
@@ -51,12 +79,21 @@ def study_with(*trials) -> optuna.Study:
 
 
 def pruned():
-    return create_trial(state=TrialState.PRUNED, params={"dropout": 0.1}, distributions={"dropout": DISTS["dropout"]},
-                        intermediate_values={1: 0.3}, user_attrs={"stop_reason": "pruned"})
+    return create_trial(
+        state=TrialState.PRUNED,
+        params={"dropout": 0.1},
+        distributions={"dropout": DISTS["dropout"]},
+        intermediate_values={1: 0.3},
+        user_attrs={"stop_reason": "pruned"},
+    )
 
 
 def failed(reason: str = "loss became NaN/inf at epoch 2", attr: str = "system"):
-    kw = {"system_attrs": {"fail_reason": reason}} if attr == "system" else {"user_attrs": {"fail_reason": reason}}
+    kw = (
+        {"system_attrs": {"fail_reason": reason}}
+        if attr == "system"
+        else {"user_attrs": {"fail_reason": reason}}
+    )
     return create_trial(state=TrialState.FAIL, params={}, distributions={}, **kw)
 
 
@@ -83,8 +120,14 @@ def test_top_k_is_best_first_completed_only_ties_to_earlier():
 
 
 def test_boundary_flags_per_parameter():
-    best = {"learning_rate": 0.0099, "dropout": 0.0, "filters": 40, "batch_size": 256, "optimizer": "sgd",
-            "kernel_size": 5}
+    best = {
+        "learning_rate": 0.0099,
+        "dropout": 0.0,
+        "filters": 40,
+        "batch_size": 256,
+        "optimizer": "sgd",
+        "kernel_size": 5,
+    }
     checks = {b.param: b for b in C.boundary_checks(best, {k: DISTS[k] for k in best})}
     assert checks["learning_rate"].at_edge == "high" and checks["learning_rate"].log
     assert checks["learning_rate"].position == pytest.approx(0.9978, abs=1e-3)  # log scale, not linear
@@ -102,12 +145,26 @@ def test_boundary_in_the_middle_of_a_log_range_is_not_flagged():
 
 def test_collect_summarizes_the_study():
     s = study_with(
-        complete(0.90, params={"learning_rate": 1e-2, "dropout": 0.3, "filters": 32, "batch_size": 64,
-                               "optimizer": "adam", "kernel_size": 3},
-                 hist=history([0.80, 0.85, 0.90], [0.85, 0.95, 0.99]), n_params=5000, latency=0.5),
+        complete(
+            0.90,
+            params={
+                "learning_rate": 1e-2,
+                "dropout": 0.3,
+                "filters": 32,
+                "batch_size": 64,
+                "optimizer": "adam",
+                "kernel_size": 3,
+            },
+            hist=history([0.80, 0.85, 0.90], [0.85, 0.95, 0.99]),
+            n_params=5000,
+            latency=0.5,
+        ),
         complete(0.85, hist=history([0.85, 0.84, 0.83]), n_params=1000, latency=0.1),
         complete(0.70, n_params=8000, latency=0.9),
-        pruned(), failed(), failed("CUDA out of memory"))
+        pruned(),
+        failed(),
+        failed("CUDA out of memory"),
+    )
     data = C.collect(s, top_k=2, config={"budget": {"epochs": 3}}, with_environment=False)
     assert data.best.number == 0 and [t.number for t in data.top] == [0, 1]
     assert data.state_counts["complete"] == 3 and data.state_counts["fail"] == 2
@@ -160,12 +217,19 @@ def test_environment_has_versions_and_commit():
 
 
 def test_collect_does_not_import_tensorflow():
-    code = ("import sys, optuna; from tests.test_report_collect import complete, study_with; "
-            "from hpo.report import collect; import hpo.report.render, hpo.report.figures, hpo.report.compare; "
-            "collect.collect(study_with(complete(0.9), complete(0.8)), with_environment=False); "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       cwd=Path(C.__file__).resolve().parents[2])
+    code = (
+        "import sys, optuna; from tests.test_report_collect import complete, study_with; "
+        "from hpo.report import collect; import hpo.report.render, hpo.report.figures, hpo.report.compare; "
+        "collect.collect(study_with(complete(0.9), complete(0.8)), with_environment=False); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(C.__file__).resolve().parents[2],
+    )
     assert r.returncode == 0, r.stderr
 
 

@@ -12,17 +12,24 @@ from hpo.errors import UserError
 from hpo.report import build, compare, retrain
 from hpo.spaces import SearchSpace
 
-CONFIG = StudyConfig(name="t", dataset="fashion_mnist", model="fashion_cnn", space=SearchSpace("s", "s.toml", ()),
-                     source="t.toml", seed=42,
-                     data=DataConfig(normalization="standardize", val_fraction=0.2, max_train_samples=3000),
-                     budget=Budget(epochs=12), early_stopping=EarlyStopping(patience=3))
+CONFIG = StudyConfig(
+    name="t",
+    dataset="fashion_mnist",
+    model="fashion_cnn",
+    space=SearchSpace("s", "s.toml", ()),
+    source="t.toml",
+    seed=42,
+    data=DataConfig(normalization="standardize", val_fraction=0.2, max_train_samples=3000),
+    budget=Budget(epochs=12),
+    early_stopping=EarlyStopping(patience=3),
+)
 PARAMS = {"variant": "extended", "filters": 32, "learning_rate": 1e-3, "batch_size": 32, "optimizer": "adam"}
 
 
 def test_mean_ci_uses_t_and_clips_accuracies():
     m = compare.mean_ci([0.90, 0.92, 0.94])
     assert m.mean == pytest.approx(0.92) and m.sd == pytest.approx(0.02)
-    assert m.high - m.mean == pytest.approx(4.302653 * 0.02 / 3 ** 0.5, rel=1e-5)  # t(0.975, 2 df)
+    assert m.high - m.mean == pytest.approx(4.302653 * 0.02 / 3**0.5, rel=1e-5)  # t(0.975, 2 df)
     wide = compare.mean_ci([0.5, 0.99], bounds=compare.UNIT)
     assert wide.low >= 0.0 and wide.high == 1.0
     one = compare.mean_ci([0.9])
@@ -68,21 +75,30 @@ def test_plan_best_seeds_references_and_transfer():
     proto = retrain.protocol(CONFIG, epochs=2, max_train_samples=None, seeds=3)
     assert proto["epochs"] == 2 and proto["max_train_samples"] == 3000 and proto["split_seed"] == 42
     assert len(set(proto["seeds"])) == 3
-    specs = retrain.plan_runs(config=CONFIG, best_params=PARAMS, best_number=4, proto=proto, references="measured")
+    specs = retrain.plan_runs(
+        config=CONFIG, best_params=PARAMS, best_number=4, proto=proto, references="measured"
+    )
     best = [s for s in specs if s.role == "best"]
     assert len(best) == 3 and all(s.dataset == "fashion_mnist" and s.params == PARAMS for s in best)
     refs = {s.model: s.dataset for s in specs if s.role == "reference"}
-    assert refs == {"seed000_mnist": "mnist", "seed001_mnist": "mnist", "seed000_cifar10": "cifar10",
-                    "seed000_fashion": "fashion_mnist", "lenet5": "fashion_mnist", "alexnet": "fashion_mnist",
-                    "resnet20": "fashion_mnist"}
+    assert refs == {
+        "seed000_mnist": "mnist",
+        "seed001_mnist": "mnist",
+        "seed000_cifar10": "cifar10",
+        "seed000_fashion": "fashion_mnist",
+        "lenet5": "fashion_mnist",
+        "alexnet": "fashion_mnist",
+        "resnet20": "fashion_mnist",
+    }
     lenet = next(s for s in specs if s.model == "lenet5")
     assert lenet.normalization == "standardize" and lenet.params["batch_size"] == 32
     transfer = [s for s in specs if s.role == "transfer"]
     assert sorted(s.dataset for s in transfer) == ["cifar10", "mnist"]
     assert all(s.model == "fashion_cnn" and s.params == PARAMS for s in transfer)
     assert all(s.epochs == 2 and s.max_train_samples == 3000 for s in specs)
-    only_best = retrain.plan_runs(config=CONFIG, best_params=PARAMS, best_number=4, proto=proto,
-                                  references="published")
+    only_best = retrain.plan_runs(
+        config=CONFIG, best_params=PARAMS, best_number=4, proto=proto, references="published"
+    )
     assert {s.role for s in only_best} == {"best"}
     with pytest.raises(UserError, match="--references"):  # checked before any study is opened
         build.build_report(study="no-such-study", references="all")
@@ -97,14 +113,29 @@ def test_retrain_seeds_never_repeat_a_trial_seed():
 
 
 def _result(spec: retrain.RunSpec, acc: float) -> retrain.RunResult:
-    return retrain.RunResult(spec=spec, val_accuracy=acc, test_accuracy=acc, test_loss=0.3, y_pred=[0, 1, 1],
-                             history={"val_accuracy": [acc]}, n_params=10, latency_ms=0.1, seconds=1.0, n_train=8,
-                             n_val=2, stop_reason="completed", best_epoch=1, device="CPU")
+    return retrain.RunResult(
+        spec=spec,
+        val_accuracy=acc,
+        test_accuracy=acc,
+        test_loss=0.3,
+        y_pred=[0, 1, 1],
+        history={"val_accuracy": [acc]},
+        n_params=10,
+        latency_ms=0.1,
+        seconds=1.0,
+        n_train=8,
+        n_val=2,
+        stop_reason="completed",
+        best_epoch=1,
+        device="CPU",
+    )
 
 
 def test_cache_keys_on_the_protocol_not_the_label(tmp_path):
     proto = retrain.protocol(CONFIG, epochs=2, max_train_samples=100, seeds=2)
-    specs = retrain.plan_runs(config=CONFIG, best_params=PARAMS, best_number=4, proto=proto, references="published")
+    specs = retrain.plan_runs(
+        config=CONFIG, best_params=PARAMS, best_number=4, proto=proto, references="published"
+    )
     path = tmp_path / "r.retrain.json"
     cache = retrain.Cache(path)
     cache.put(_result(specs[0], 0.9))
@@ -128,7 +159,9 @@ def test_unreadable_cache_is_ignored_with_a_message(tmp_path):
 
 def test_comparison_rows_pair_each_reference_with_our_model():
     proto = retrain.protocol(CONFIG, epochs=1, max_train_samples=10, seeds=2)
-    specs = retrain.plan_runs(config=CONFIG, best_params=PARAMS, best_number=4, proto=proto, references="measured")
+    specs = retrain.plan_runs(
+        config=CONFIG, best_params=PARAMS, best_number=4, proto=proto, references="measured"
+    )
     by = {(s.role, s.model, s.dataset, s.seed): s for s in specs}
     best = [_result(s, 0.9) for s in specs if s.role == "best"]
     lenet = _result(by[("reference", "lenet5", "fashion_mnist", proto["seeds"][0])], 0.6)
@@ -136,11 +169,20 @@ def test_comparison_rows_pair_each_reference_with_our_model():
     mnist = _result(next(s for s in specs if s.role == "transfer" and s.dataset == "mnist"), 0.95)
     st = retrain.DatasetStatus
     data = retrain.RetrainData(
-        protocol=proto, references_mode="measured", best=best, references=[lenet], transfer=[mnist],
-        datasets={"fashion_mnist": st("fashion_mnist", True, y_test=[0, 1, 1], class_names=list("ab")),
-                  "mnist": st("mnist", True, y_test=[0, 1, 1], class_names=list("ab")),
-                  "cifar10": st("cifar10", False, reason="not found", how_to_get="put it there")},
-        skipped=[], trained_seconds=0.0, cache_path="x")
+        protocol=proto,
+        references_mode="measured",
+        best=best,
+        references=[lenet],
+        transfer=[mnist],
+        datasets={
+            "fashion_mnist": st("fashion_mnist", True, y_test=[0, 1, 1], class_names=list("ab")),
+            "mnist": st("mnist", True, y_test=[0, 1, 1], class_names=list("ab")),
+            "cifar10": st("cifar10", False, reason="not found", how_to_get="put it there"),
+        },
+        skipped=[],
+        trained_seconds=0.0,
+        cache_path="x",
+    )
     rows = compare.comparison_rows(data, home="fashion_mnist")
     assert list(rows) == ["fashion_mnist", "mnist", "cifar10"]
     fm = {r.model or r.label: r for r in rows["fashion_mnist"]}
@@ -154,4 +196,7 @@ def test_comparison_rows_pair_each_reference_with_our_model():
     assert [r.model for r in rows["cifar10"]] == ["seed000_cifar10"]
     summary = compare.summarize_best(data, study_value=0.91)
     assert summary is not None and summary.confusion.sum() == 6
-    assert "2 epochs" not in summary.protocol_note and "1 epochs max here, 12 in the study" in summary.protocol_note
+    assert (
+        "2 epochs" not in summary.protocol_note
+        and "1 epochs max here, 12 in the study" in summary.protocol_note
+    )

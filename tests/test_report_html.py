@@ -26,18 +26,45 @@ SECTION_IDS = ("summary", "search", "curves", "checks", "retrained", "references
 def _trial(number: int, value: float, filters: int, dropout: float, lr: float, state=TrialState.COMPLETE):
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    d = {"filters": IntDistribution(2, 4), "dropout": FloatDistribution(0.0, 0.3),
-         "learning_rate": FloatDistribution(1e-3, 1e-2, log=True), "batch_size": CategoricalDistribution([32])}
+    d = {
+        "filters": IntDistribution(2, 4),
+        "dropout": FloatDistribution(0.0, 0.3),
+        "learning_rate": FloatDistribution(1e-3, 1e-2, log=True),
+        "batch_size": CategoricalDistribution([32]),
+    }
     params = {"filters": filters, "dropout": dropout, "learning_rate": lr, "batch_size": 32}
-    hist = {"loss": [1.0, 0.6], "accuracy": [0.6, 0.8], "val_loss": [0.9, 0.7], "val_accuracy": [value - 0.1, value]}
+    hist = {
+        "loss": [1.0, 0.6],
+        "accuracy": [0.6, 0.8],
+        "val_loss": [0.9, 0.7],
+        "val_accuracy": [value - 0.1, value],
+    }
     if state != TrialState.COMPLETE:
-        return create_trial(state=state, params=params, distributions=d, intermediate_values={1: value - 0.1},
-                            user_attrs={"history": {k: v[:1] for k, v in hist.items()}, "stop_reason": "pruned"})
-    return create_trial(state=state, value=value, params=params, distributions=d,
-                        intermediate_values={1: value - 0.1, 2: value},
-                        user_attrs={"history": hist, "n_params": 1000 * filters, "latency_ms": 0.05 * filters,
-                                    "stop_reason": "completed", "best_epoch": 2, "seed": number, "n_train": 300,
-                                    "epoch_seconds": [1.0, 1.0], "note": EVIL_ATTR})
+        return create_trial(
+            state=state,
+            params=params,
+            distributions=d,
+            intermediate_values={1: value - 0.1},
+            user_attrs={"history": {k: v[:1] for k, v in hist.items()}, "stop_reason": "pruned"},
+        )
+    return create_trial(
+        state=state,
+        value=value,
+        params=params,
+        distributions=d,
+        intermediate_values={1: value - 0.1, 2: value},
+        user_attrs={
+            "history": hist,
+            "n_params": 1000 * filters,
+            "latency_ms": 0.05 * filters,
+            "stop_reason": "completed",
+            "best_epoch": 2,
+            "seed": number,
+            "n_train": 300,
+            "epoch_seconds": [1.0, 1.0],
+            "note": EVIL_ATTR,
+        },
+    )
 
 
 def make_study(tmp_path, *, name: str = EVIL, trials=None):
@@ -46,9 +73,16 @@ def make_study(tmp_path, *, name: str = EVIL, trials=None):
     s = optuna.create_study(study_name=name, storage=cfg.storage, direction="maximize")
     s.set_user_attr("config", cfg.to_dict())
     s.set_user_attr("owner", EVIL_ATTR)
-    for t in trials if trials is not None else [
-            _trial(0, 0.90, 3, 0.2, 2e-3), _trial(1, 0.80, 2, 0.05, 1.5e-3), _trial(2, 0.95, 4, 0.1, 9.9e-3),
-            _trial(3, 0.5, 2, 0.3, 1e-3, TrialState.PRUNED)]:
+    for t in (
+        trials
+        if trials is not None
+        else [
+            _trial(0, 0.90, 3, 0.2, 2e-3),
+            _trial(1, 0.80, 2, 0.05, 1.5e-3),
+            _trial(2, 0.95, 4, 0.1, 9.9e-3),
+            _trial(3, 0.5, 2, 0.3, 1e-3, TrialState.PRUNED),
+        ]
+    ):
         s.add_trial(t)
     return toml, cfg
 
@@ -59,15 +93,23 @@ def prefill_cache(cfg, out, *, seeds: int = 2, epochs: int = 1) -> None:
     study = optuna.load_study(study_name=cfg.name, storage=cfg.storage)
     best = study.best_trial
     proto = retrain.protocol(config, epochs=epochs, max_train_samples=None, seeds=seeds)
-    specs = retrain.plan_runs(config=config, best_params=best.params, best_number=best.number, proto=proto,
-                              references="measured")
+    specs = retrain.plan_runs(
+        config=config, best_params=best.params, best_number=best.number, proto=proto, references="measured"
+    )
     cache = retrain.Cache(build.cache_path_for(out))
     rng = np.random.default_rng(0)
     y = rng.integers(0, 10, size=60)
     names = [f"class <b>{i}</b>" for i in range(10)]
     for ds in ("mnist", "fashion_mnist"):
-        cache.datasets[ds] = {"name": ds, "available": True, "source": "synthetic", "class_names": names,
-                              "y_test": y.tolist(), "reason": "", "how_to_get": ""}
+        cache.datasets[ds] = {
+            "name": ds,
+            "available": True,
+            "source": "synthetic",
+            "class_names": names,
+            "y_test": y.tolist(),
+            "reason": "",
+            "how_to_get": "",
+        }
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="
     for i, spec in enumerate(specs):
         if spec.dataset == "cifar10":
@@ -75,11 +117,25 @@ def prefill_cache(cfg, out, *, seeds: int = 2, epochs: int = 1) -> None:
         acc = 0.5 + 0.04 * i
         pred = np.where(rng.random(len(y)) < acc, y, (y + 1) % 10)
         r = retrain.RunResult(
-            spec=spec, val_accuracy=acc, test_accuracy=float((pred == y).mean()), test_loss=0.5, y_pred=pred.tolist(),
-            history={"loss": [0.9], "accuracy": [0.7], "val_loss": [0.8], "val_accuracy": [acc]}, n_params=1000 + i,
-            latency_ms=0.1, seconds=2.0, n_train=300, n_val=100, stop_reason="completed", best_epoch=1, device="CPU")
+            spec=spec,
+            val_accuracy=acc,
+            test_accuracy=float((pred == y).mean()),
+            test_loss=0.5,
+            y_pred=pred.tolist(),
+            history={"loss": [0.9], "accuracy": [0.7], "val_loss": [0.8], "val_accuracy": [acc]},
+            n_params=1000 + i,
+            latency_ms=0.1,
+            seconds=2.0,
+            n_train=300,
+            n_val=100,
+            stop_reason="completed",
+            best_epoch=1,
+            device="CPU",
+        )
         if spec.role == "best" and spec.seed == proto["seeds"][0]:
-            r.architecture = [{"name": "conv <i>", "type": "Conv2D", "output_shape": "(batch, 28, 28, 3)", "params": 30}]
+            r.architecture = [
+                {"name": "conv <i>", "type": "Conv2D", "output_shape": "(batch, 28, 28, 3)", "params": 30}
+            ]
             r.mistakes = [{"index": 3, "true": 1, "pred": 2, "confidence": 0.9, "png": png}]
         cache.runs[spec.key()] = r.to_json()
     cache.save()
@@ -106,12 +162,35 @@ def test_every_section_is_filled(built):
     page, log = built
     for sid in SECTION_IDS:
         assert f'<section id="{sid}">' in page
-    for text in ("Search space", "Trials by state", "Environment", "Best model architecture", "git commit",
-                 "Optimization history", "Hyper-parameter importances", "Parallel coordinates", "Slices",
-                 "Contour of the two most important parameters", "Intermediate values", "Training curves",
-                 "Pareto front", "Per-class precision", "Confusion matrix", "Misclassified test images",
-                 "McNemar", "published", "seed000_mnist", "seed001_mnist", "lenet5", "resnet20", "seed000_cifar10",
-                 "best params -&gt; fashion_mnist", "What won", "How sure are we", "How does it compare"):
+    for text in (
+        "Search space",
+        "Trials by state",
+        "Environment",
+        "Best model architecture",
+        "git commit",
+        "Optimization history",
+        "Hyper-parameter importances",
+        "Parallel coordinates",
+        "Slices",
+        "Contour of the two most important parameters",
+        "Intermediate values",
+        "Training curves",
+        "Pareto front",
+        "Per-class precision",
+        "Confusion matrix",
+        "Misclassified test images",
+        "McNemar",
+        "published",
+        "seed000_mnist",
+        "seed001_mnist",
+        "lenet5",
+        "resnet20",
+        "seed000_cifar10",
+        "best params -&gt; fashion_mnist",
+        "What won",
+        "How sure are we",
+        "How does it compare",
+    ):
         assert text in page, text
     assert "not available: " not in page  # every plot was drawn
     assert "CIFAR-10 is not available" in page and "HPO_OFFLINE" in page  # why, and how to fix it
@@ -141,18 +220,30 @@ def test_user_strings_are_escaped(built):
 
 def test_self_contained_and_offline(built):
     page, _ = built
-    assert page.count("<script") == page.count("Plotly.newPlot") + 1  # plotly.js once, then one call per figure
-    assert len(re.findall(r"\* plotly\.js v\d", page)) == 1 and "* plotly.js v" in page.split("</script>", 1)[0]
+    assert (
+        page.count("<script") == page.count("Plotly.newPlot") + 1
+    )  # plotly.js once, then one call per figure
+    assert (
+        len(re.findall(r"\* plotly\.js v\d", page)) == 1 and "* plotly.js v" in page.split("</script>", 1)[0]
+    )
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']https?:", page)
     assert page.count('class="plotly-graph-div"') >= 11
 
 
 def test_rebuild_from_the_cache_never_imports_tensorflow(prefilled):
     args, out = prefilled
-    code = ("import sys; from hpo.report.__main__ import main; rc = main(sys.argv[1:]); "
-            "assert rc == 0, rc; assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'")
-    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=300,
-                       env={**os.environ, "HPO_OFFLINE": "1"})
+    code = (
+        "import sys; from hpo.report.__main__ import main; rc = main(sys.argv[1:]); "
+        "assert rc == 0, rc; assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "HPO_OFFLINE": "1"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert out.is_file()
 
@@ -171,6 +262,7 @@ def test_out_file_name_is_safe_for_any_study_name():
 
 
 # --- errors: exit 2, one line, nothing created --------------------------------------------------------
+
 
 def run_main(capsys, *args):
     rc = main(list(args))
@@ -202,20 +294,28 @@ def test_empty_study(tmp_path, capsys):
 
 
 def test_study_without_a_completed_trial(tmp_path, capsys):
-    toml, _ = make_study(tmp_path, name="tiny", trials=[
-        _trial(0, 0.5, 2, 0.1, 1e-3, TrialState.PRUNED),
-        create_trial(state=TrialState.FAIL, params={}, distributions={})])
+    toml, _ = make_study(
+        tmp_path,
+        name="tiny",
+        trials=[
+            _trial(0, 0.5, 2, 0.1, 1e-3, TrialState.PRUNED),
+            create_trial(state=TrialState.FAIL, params={}, distributions={}),
+        ],
+    )
     rc, err = run_main(capsys, "--study", str(toml))
     assert rc == 2 and "no completed trial (1 pruned, 1 fail)" in err
     assert not list(tmp_path.glob("reports/*"))
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--seeds", "0"], "--seeds must be >= 1"),
-    (["--epochs", "0"], "--epochs must be >= 1"),
-    (["--references", "all"], "invalid choice"),
-    (["--max-train-samples", "-5"], "--max-train-samples must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--references", "all"], "invalid choice"),
+        (["--max-train-samples", "-5"], "--max-train-samples must be >= 1"),
+    ],
+)
 def test_bad_flags(tmp_path, capsys, flags, message):
     toml, _ = make_study(tmp_path, name="tiny")
     rc, err = run_main(capsys, "--study", str(toml), *flags)

@@ -15,22 +15,40 @@ def parse(raw: dict, allowed=None):
 
 def test_fashion_space_covers_the_issue():
     space = load_space(ROOT_SPACE)
-    assert {"variant", "l2", "dropout", "filters", "kernel_size", "learning_rate", "batch_size", "optimizer",
-            "momentum", "clipnorm", "augmentation", "batch_norm", "lr_schedule"} <= set(space.names)
+    assert {
+        "variant",
+        "l2",
+        "dropout",
+        "filters",
+        "kernel_size",
+        "learning_rate",
+        "batch_size",
+        "optimizer",
+        "momentum",
+        "clipnorm",
+        "augmentation",
+        "batch_norm",
+        "lr_schedule",
+    } <= set(space.names)
     l2 = space["l2"].distribution
     assert (l2.low, l2.high, l2.log) == (1e-6, 1e-1, True)
     lr = space["learning_rate"].distribution
     assert (lr.low, lr.high, lr.log) == (1e-4, 1e-2, True)
     assert (space["dropout"].distribution.low, space["dropout"].distribution.high) == (0.0, 0.6)
     assert set(space["kernel_size"].distribution.choices) == {3, 5}
-    assert min(space["batch_size"].distribution.choices) == 16 and max(space["batch_size"].distribution.choices) == 256
+    assert (
+        min(space["batch_size"].distribution.choices) == 16
+        and max(space["batch_size"].distribution.choices) == 256
+    )
 
 
 def test_conditional_parameter_only_sampled_when_parent_matches():
-    space = parse({
-        "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
-        "momentum": {"type": "float", "low": 0.5, "high": 0.9, "when": {"optimizer": ["sgd"]}},
-    })
+    space = parse(
+        {
+            "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
+            "momentum": {"type": "float", "low": 0.5, "high": 0.9, "when": {"optimizer": ["sgd"]}},
+        }
+    )
     assert "momentum" not in suggest(optuna.trial.FixedTrial({"optimizer": "adam"}), space)
     assert suggest(optuna.trial.FixedTrial({"optimizer": "sgd", "momentum": 0.7}), space)["momentum"] == 0.7
 
@@ -47,18 +65,21 @@ def test_suggest_is_seeded_and_in_range():
         study.tell(trial, 0.5)
 
 
-@pytest.mark.parametrize("raw, fragment", [
-    ({"x": {"type": "float", "low": 2.0, "high": 1.0}}, "low (2.0) > high (1.0)"),
-    ({"x": {"type": "float", "low": 0.0, "high": 1.0, "log": True}}, "log range needs low > 0"),
-    ({"x": {"type": "float", "low": 0.1, "high": 1.0, "bogus": 1}}, "unknown key(s) bogus"),
-    ({"x": {"type": "float", "low": "a", "high": 1.0}}, "expected a number"),
-    ({"x": {"type": "int", "low": 1.5, "high": 3}}, "expected an integer"),
-    ({"x": {"type": "categorical", "choices": []}}, "the list is empty"),
-    ({"x": {"type": "bogus"}}, "expected one of float, int, categorical"),
-    ({"x": {"type": "float", "low": 0.1}}, "missing key 'high'"),
-    ({"x": {"type": "float", "low": 0.1, "high": 1.0, "when": {"nope": ["a"]}}}, "defined above"),
-    ({}, "the search space is empty"),
-])
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ({"x": {"type": "float", "low": 2.0, "high": 1.0}}, "low (2.0) > high (1.0)"),
+        ({"x": {"type": "float", "low": 0.0, "high": 1.0, "log": True}}, "log range needs low > 0"),
+        ({"x": {"type": "float", "low": 0.1, "high": 1.0, "bogus": 1}}, "unknown key(s) bogus"),
+        ({"x": {"type": "float", "low": "a", "high": 1.0}}, "expected a number"),
+        ({"x": {"type": "int", "low": 1.5, "high": 3}}, "expected an integer"),
+        ({"x": {"type": "categorical", "choices": []}}, "the list is empty"),
+        ({"x": {"type": "bogus"}}, "expected one of float, int, categorical"),
+        ({"x": {"type": "float", "low": 0.1}}, "missing key 'high'"),
+        ({"x": {"type": "float", "low": 0.1, "high": 1.0, "when": {"nope": ["a"]}}}, "defined above"),
+        ({}, "the search space is empty"),
+    ],
+)
 def test_bad_space_names_file_and_key(raw, fragment):
     with pytest.raises(UserError) as e:
         parse(raw)

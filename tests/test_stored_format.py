@@ -32,7 +32,7 @@ def stored_copy(tmp_path: Path) -> tuple[Path, str]:
     shutil.copy(FIXTURE / "study.db", dst / "study.db")
     shutil.copy(FIXTURE / "space.toml", dst / "space.toml")
     storage = f"sqlite:///{dst / 'study.db'}"
-    text, n = re.subn(r'(?m)^storage = .*$', f'storage = "{storage}"', (FIXTURE / "tiny.toml").read_text())
+    text, n = re.subn(r"(?m)^storage = .*$", f'storage = "{storage}"', (FIXTURE / "tiny.toml").read_text())
     assert n == 1, "the fixture's study file should have exactly one storage line"
     (dst / "tiny.toml").write_text(text)
     return dst / "tiny.toml", storage
@@ -41,10 +41,18 @@ def stored_copy(tmp_path: Path) -> tuple[Path, str]:
 def snapshot(storage: str) -> list[dict[str, Any]]:
     """What must survive a resume, read with Optuna alone so hpo's own reading is not what is checked."""
     st = optuna.load_study(study_name=STUDY_NAME, storage=storage)
-    return [{"number": t.number, "state": t.state, "value": t.value, "params": t.params,
-             "intermediate_values": t.intermediate_values, "user_attrs": t.user_attrs,
-             "datetime_start": t.datetime_start}
-            for t in sorted(st.get_trials(deepcopy=False), key=lambda t: t.number)]
+    return [
+        {
+            "number": t.number,
+            "state": t.state,
+            "value": t.value,
+            "params": t.params,
+            "intermediate_values": t.intermediate_values,
+            "user_attrs": t.user_attrs,
+            "datetime_start": t.datetime_start,
+        }
+        for t in sorted(st.get_trials(deepcopy=False), key=lambda t: t.number)
+    ]
 
 
 def stored_config(storage: str) -> dict[str, Any]:
@@ -60,8 +68,9 @@ def _no_real_data(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_fixture_is_the_stored_0_1_study(tmp_path: Path) -> None:
     _, storage = stored_copy(tmp_path)  # even opening it could let a newer Optuna touch the file
     before = snapshot(storage)
-    assert [(t["number"], t["state"]) for t in before] == \
-        [(i, TrialState.COMPLETE) for i in range(STORED_TRIALS)]
+    assert [(t["number"], t["state"]) for t in before] == [
+        (i, TrialState.COMPLETE) for i in range(STORED_TRIALS)
+    ]
     config = stored_config(storage)
     assert config["dataset"] == "mnist" and config["model"] == "fashion_baseline" and config["seed"] == 1
     assert config["budget"]["epochs"] == 2 and config["early_stopping"]["enabled"] is False
@@ -105,8 +114,22 @@ def test_a_report_builds_from_a_stored_0_1_study(tmp_path: Path, data_dir: Path)
     best = optuna.load_study(study_name=STUDY_NAME, storage=storage).best_trial
     out = tmp_path / "report" / "stored.html"
 
-    rc = report_main(["--study", str(toml), "--data-dir", str(data_dir), "--references", "none",
-                      "--seeds", "1", "--epochs", "1", "--out", str(out)])
+    rc = report_main(
+        [
+            "--study",
+            str(toml),
+            "--data-dir",
+            str(data_dir),
+            "--references",
+            "none",
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
 
     assert rc == 0
     assert out.is_file()

@@ -32,8 +32,8 @@ def test_workers_started_together_draw_different_configurations(tmp_path):
     cfg = config.load_study(str(write_study(tmp_path)))
     # Two workers open the study at the same moment and see the same 4 stored trials.
     w0, w0_again, w1 = (cfg.make_sampler(n_existing_trials=4, worker_index=i) for i in (0, 0, 1))
-    assert _draws(w0) == _draws(w0_again)      # still reproducible per worker
-    assert _draws(w0) != _draws(w1)            # but not the same configurations in both
+    assert _draws(w0) == _draws(w0_again)  # still reproducible per worker
+    assert _draws(w0) != _draws(w1)  # but not the same configurations in both
 
 
 @contextlib.contextmanager
@@ -70,8 +70,14 @@ def test_ctrl_c_requeues_the_running_trial_so_a_warm_start_is_not_lost(tmp_path)
     seen = []
 
     def objective(trial: optuna.Trial) -> float:
-        seen.append({k: trial.suggest_int(k, 2, 4) if k == "filters" else trial.suggest_float(k, 0.0, 1.0, log=False)
-                     for k in ("filters", "dropout")})
+        seen.append(
+            {
+                k: trial.suggest_int(k, 2, 4)
+                if k == "filters"
+                else trial.suggest_float(k, 0.0, 1.0, log=False)
+                for k in ("filters", "dropout")
+            }
+        )
         return 0.5
 
     loop.TrialLoop(loop.open_study(cfg), objective, cfg, out=io.StringIO(), progress=False).run()  # the rerun
@@ -90,7 +96,9 @@ def test_only_an_interrupt_hides_optunas_failed_trial_warnings(tmp_path):
 
     with _optuna_messages() as messages, pytest.raises(KeyboardInterrupt):
         loop.TrialLoop(loop.open_study(cfg), objective, cfg, out=io.StringIO(), progress=False).run()
-    assert any(m.startswith("Trial 0 failed with parameters") and "bad value" in m for m in messages), messages
+    assert any(m.startswith("Trial 0 failed with parameters") and "bad value" in m for m in messages), (
+        messages
+    )
     assert "Trial 0 failed with value None." in messages  # a real failure keeps both of Optuna's lines
     assert not [m for m in messages if m.startswith("Trial 1 ")]  # the interrupted one: none
 
@@ -115,8 +123,9 @@ def test_a_trial_that_raises_fails_with_its_reason_and_the_study_goes_on(tmp_pat
     from hpo import data, objective
 
     cfg = config.load_study(str(write_study(tmp_path, n_trials=2)))
-    splits = data.load_splits("mnist", data_dir=data_dir, val_fraction=0.25, seed=1, normalization="unit",
-                              max_train_samples=100)
+    splits = data.load_splits(
+        "mnist", data_dir=data_dir, val_fraction=0.25, seed=1, normalization="unit", max_train_samples=100
+    )
     calls = []
 
     def train(*args, **kwargs):
@@ -131,8 +140,15 @@ def test_a_trial_that_raises_fails_with_its_reason_and_the_study_goes_on(tmp_pat
     study = loop.open_study(cfg)
     loop.TrialLoop(study, objective.Objective(cfg, splits), cfg, out=out, progress=False).run()
     states = [t.state for t in study.trials]
-    assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]  # the failure did not stop it
-    assert study.trials[0].user_attrs["fail_reason"] == "MemoryError: out of memory while allocating a 9 GB tensor"
+    assert states == [
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+    ]  # the failure did not stop it
+    assert (
+        study.trials[0].user_attrs["fail_reason"]
+        == "MemoryError: out of memory while allocating a 9 GB tensor"
+    )
     assert "reason: MemoryError: out of memory" in out.getvalue()
 
 
@@ -151,7 +167,10 @@ def test_an_interrupt_that_cuts_optunas_storing_short_says_so(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         loop.TrialLoop(study, lambda trial: 0.5, cfg, out=out, progress=False).run()
     assert [t.state for t in study.trials] == [TrialState.RUNNING]
-    assert "trial   0 interrupted before Optuna stored it: the heartbeat re-queues it on the next run" in out.getvalue()
+    assert (
+        "trial   0 interrupted before Optuna stored it: the heartbeat re-queues it on the next run"
+        in out.getvalue()
+    )
     assert "queued again" not in out.getvalue()
 
 
@@ -204,7 +223,9 @@ def test_journal_storage_names_the_running_trials_that_fill_the_budget(tmp_path)
     study = loop.open_study(cfg)
     study.ask()  # a trial left RUNNING, as by a crash (the journal has no heartbeat to fail it)
     out = io.StringIO()
-    loop.TrialLoop(study, lambda trial: pytest.fail("no room in the budget"), cfg, out=out, progress=False).run()
+    loop.TrialLoop(
+        study, lambda trial: pytest.fail("no room in the budget"), cfg, out=out, progress=False
+    ).run()
     assert "trials [0], RUNNING in another process" in out.getvalue()
     assert "raise --n-trials" in out.getvalue()
 
@@ -216,22 +237,26 @@ def test_resuming_under_another_protocol_is_refused_and_the_study_kept(tmp_path)
     study = loop.open_study(cfg)
     study.enqueue_trial({"filters": 3})
     stored = dict(study.user_attrs["config"])
-    for change, message in [({"epochs": 5}, "budget.epochs = 2, this run has 5; .*: pass --epochs 2, or --study-name"),
-                            ({"seed": 3}, "seed = 1, this run has 3"),
-                            ({"max_train_samples": 100}, "data.max_train_samples = None, this run has 100")]:
+    for change, message in [
+        ({"epochs": 5}, "budget.epochs = 2, this run has 5; .*: pass --epochs 2, or --study-name"),
+        ({"seed": 3}, "seed = 1, this run has 3"),
+        ({"max_train_samples": 100}, "data.max_train_samples = None, this run has 100"),
+    ]:
         with pytest.raises(UserError, match=message):
             loop.open_study(cfg.with_overrides(**change))
     again = loop.open_study(cfg.with_overrides(n_trials=9, threads=1))  # budget size and threads may change
     assert len(again.trials) == 1
-    assert {k: v for k, v in again.user_attrs["config"].items() if k not in ("budget", "threads")} == \
-        {k: v for k, v in stored.items() if k not in ("budget", "threads")}
+    assert {k: v for k, v in again.user_attrs["config"].items() if k not in ("budget", "threads")} == {
+        k: v for k, v in stored.items() if k not in ("budget", "threads")
+    }
 
 
 def test_a_worker_runs_what_its_parent_resolved_whoever_called_it(tmp_path, data_dir):
     from hpo import run
 
     cfg = config.load_study(str(write_study(tmp_path))).with_overrides(
-        epochs=1, max_train_samples=120, seed=5, timeout=30.0, data_dir=str(data_dir), name="n", n_trials=7)
+        epochs=1, max_train_samples=120, seed=5, timeout=30.0, data_dir=str(data_dir), name="n", n_trials=7
+    )
     loop.open_study(cfg)  # the parent stores the resolved config before it starts workers
     cmd = workers.worker_command(cfg, 1, threads=3)  # built from cfg, not from this process's sys.argv
     assert cmd[1:3] == ["-m", "hpo.run"]

@@ -23,13 +23,20 @@ from hpo.storage import describe_storage, open_existing_study
 CURVES_FIGURE_ID = "hpo-learning-curves"
 
 
-def trial_note(number: int, history: dict[str, list[float]], epoch_seconds: list[float], stop_reason: str) -> str:
-    rows = ["| epoch | loss | accuracy | val_loss | val_accuracy | seconds |", "|---:|---:|---:|---:|---:|---:|"]
+def trial_note(
+    number: int, history: dict[str, list[float]], epoch_seconds: list[float], stop_reason: str
+) -> str:
+    rows = [
+        "| epoch | loss | accuracy | val_loss | val_accuracy | seconds |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for i in range(len(history.get("loss", []))):
         cell = lambda k: f"{history[k][i]:.4f}" if k in history and i < len(history[k]) else "-"
         secs = f"{epoch_seconds[i]:.1f}" if i < len(epoch_seconds) else "-"
-        rows.append(f"| {i + 1} | {cell('loss')} | {cell('accuracy')} | {cell('val_loss')} | "
-                    f"{cell('val_accuracy')} | {secs} |")
+        rows.append(
+            f"| {i + 1} | {cell('loss')} | {cell('accuracy')} | {cell('val_loss')} | "
+            f"{cell('val_accuracy')} | {secs} |"
+        )
     return f"## Trial {number}: learning curves\n\nStopped: **{stop_reason}**.\n\n" + "\n".join(rows) + "\n"
 
 
@@ -48,12 +55,27 @@ def publish_study_curves(study: optuna.Study, trial: optuna.trial.FrozenTrial | 
         if not h:
             continue
         epochs = list(range(1, len(h.get("val_accuracy", [])) + 1))
-        fig.add_scatter(x=epochs, y=h.get("val_accuracy", []), mode="lines+markers", name=f"trial {t.number} val",
-                        legendgroup=str(t.number))
-        fig.add_scatter(x=epochs, y=h.get("accuracy", []), mode="lines", line={"dash": "dot"},
-                        name=f"trial {t.number} train", legendgroup=str(t.number), visible="legendonly")
-    fig.update_layout(title="Learning curves: accuracy per epoch (dotted: train)", xaxis_title="epoch",
-                      yaxis_title="accuracy")
+        fig.add_scatter(
+            x=epochs,
+            y=h.get("val_accuracy", []),
+            mode="lines+markers",
+            name=f"trial {t.number} val",
+            legendgroup=str(t.number),
+        )
+        fig.add_scatter(
+            x=epochs,
+            y=h.get("accuracy", []),
+            mode="lines",
+            line={"dash": "dot"},
+            name=f"trial {t.number} train",
+            legendgroup=str(t.number),
+            visible="legendonly",
+        )
+    fig.update_layout(
+        title="Learning curves: accuracy per epoch (dotted: train)",
+        xaxis_title="epoch",
+        yaxis_title="accuracy",
+    )
     save_plotly_graph_object(study, fig, graph_object_id=CURVES_FIGURE_ID)
 
 
@@ -62,14 +84,17 @@ def hooks() -> Hooks:
     return Hooks(after_training=(publish_trial,), trial_end=(publish_study_curves,))
 
 
-def serve(storage_url: str, study_name: str, *, host: str = "127.0.0.1", port: int = 8080,
-          out: TextIO | None = None) -> None:
+def serve(
+    storage_url: str, study_name: str, *, host: str = "127.0.0.1", port: int = 8080, out: TextIO | None = None
+) -> None:
     """Start optuna-dashboard on an existing study (until Ctrl-C). Bad input raises UserError."""
     out = out or sys.stdout
     if not 0 < port < 65536:
         raise UserError(f"--port must be 1-65535, got {port}")
     study = open_existing_study(storage_url, study_name, how_to_create="run `hpo run --study ...` first")
-    print(f"optuna-dashboard for study {study_name!r} ({describe_storage(storage_url)}):", file=out, flush=True)
+    print(
+        f"optuna-dashboard for study {study_name!r} ({describe_storage(storage_url)}):", file=out, flush=True
+    )
     print(f"  http://{host}:{port}/dashboard/studies/{study._study_id}", file=out, flush=True)
     print("  Ctrl-C to stop", file=out, flush=True)
     try:

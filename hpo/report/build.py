@@ -29,15 +29,32 @@ def cache_path_for(out: Path) -> Path:
     return out.with_name(out.stem + ".retrain.json")
 
 
-def build_report(*, study: str = "fashion", storage: str | None = None, study_name: str | None = None,
-                 data_dir: str | None = None, out: str | Path | None = None, seeds: int = 3,
-                 epochs: int | None = None, references: str = "measured", max_train_samples: int | None = None,
-                 force_retrain: bool = False, top_k: int = collect_mod.TOP_K, threads: int | None = None,
-                 verbose: bool = False, log: Log = print, command: str = "") -> Path:
+def build_report(
+    *,
+    study: str = "fashion",
+    storage: str | None = None,
+    study_name: str | None = None,
+    data_dir: str | None = None,
+    out: str | Path | None = None,
+    seeds: int = 3,
+    epochs: int | None = None,
+    references: str = "measured",
+    max_train_samples: int | None = None,
+    force_retrain: bool = False,
+    top_k: int = collect_mod.TOP_K,
+    threads: int | None = None,
+    verbose: bool = False,
+    log: Log = print,
+    command: str = "",
+) -> Path:
     """Everything ``hpo report`` does; returns the path of the written HTML file."""
     t0 = time.perf_counter()
-    for flag, value, low in (("--seeds", seeds, 1), ("--epochs", epochs, 1),
-                             ("--max-train-samples", max_train_samples, 1), ("--top-k", top_k, 1)):
+    for flag, value, low in (
+        ("--seeds", seeds, 1),
+        ("--epochs", epochs, 1),
+        ("--max-train-samples", max_train_samples, 1),
+        ("--top-k", top_k, 1),
+    ):
         if value is not None and value < low:
             raise UserError(f"{flag} must be >= {low}, got {value}")
     if references not in retrain.REFERENCE_MODES:
@@ -48,23 +65,43 @@ def build_report(*, study: str = "fashion", storage: str | None = None, study_na
     st = open_existing_study(cfg.storage, cfg.name, how_to_create="run `hpo run` first")
     stored = st.user_attrs.get("config")
     # The config the study ran with (the study file may have changed since), with this run's --data-dir.
-    run_cfg = config_mod.StudyConfig.from_dict(stored) if isinstance(stored, dict) and stored.get("dataset") \
+    run_cfg = (
+        config_mod.StudyConfig.from_dict(stored)
+        if isinstance(stored, dict) and stored.get("dataset")
         else cfg
+    )
     data = collect_mod.collect(st, storage=where, top_k=top_k, config=run_cfg.to_dict())
-    log(f"study {data.name!r} in {where}: {', '.join(f'{n} {s}' for s, n in data.state_counts.items() if n)}; "
-        f"best trial {data.best.number} (val accuracy {data.best.value:.4f})")
+    log(
+        f"study {data.name!r} in {where}: {', '.join(f'{n} {s}' for s, n in data.state_counts.items() if n)}; "
+        f"best trial {data.best.number} (val accuracy {data.best.value:.4f})"
+    )
 
     out_path = Path(out) if out else Path("reports") / f"{safe_filename(data.name)}.html"
     if out_path.exists() and out_path.is_dir():
-        raise UserError(f"--out {out_path} is a directory; give a file path such as {out_path / 'report.html'}")
+        raise UserError(
+            f"--out {out_path} is a directory; give a file path such as {out_path / 'report.html'}"
+        )
     proto = retrain.protocol(run_cfg, epochs=epochs, max_train_samples=max_train_samples, seeds=seeds)
-    specs = retrain.plan_runs(config=run_cfg, best_params=data.best.params, best_number=data.best.number,
-                              proto=proto, references=references)
+    specs = retrain.plan_runs(
+        config=run_cfg,
+        best_params=data.best.params,
+        best_number=data.best.number,
+        proto=proto,
+        references=references,
+    )
     cache = retrain.Cache(cache_path_for(out_path), log=log)
     data_dir_used = data_dir or run_cfg.data.data_dir
-    results = retrain.run_all(specs, proto=proto, references_mode=references, cache=cache, data_dir=data_dir_used,
-                              force=force_retrain, threads=cfg.threads if threads is None else threads,
-                              verbose=verbose, log=log)
+    results = retrain.run_all(
+        specs,
+        proto=proto,
+        references_mode=references,
+        cache=cache,
+        data_dir=data_dir_used,
+        force=force_retrain,
+        threads=cfg.threads if threads is None else threads,
+        verbose=verbose,
+        log=log,
+    )
 
     home = run_cfg.dataset
     best = compare.summarize_best(results, study_value=float(data.best.value))
@@ -74,20 +111,31 @@ def build_report(*, study: str = "fashion", storage: str | None = None, study_na
         "pareto": figures.pareto(data),
         "seeds": figures.seeds(results.best, float(data.best.value)),
         "retrain_curves": figures.retrain_curves(results.best),
-        "confusion": figures.confusion(best) if best else figures.Plot("Confusion matrix", None,
-                                                                       "not available: no retrained run"),
+        "confusion": figures.confusion(best)
+        if best
+        else figures.Plot("Confusion matrix", None, "not available: no retrained run"),
         "references": figures.references(rows, render.DATASET_TITLES),
     }
     search = figures.search_plots(st, data)
-    page = render.page(data=data, retrain=results, best=best, rows=rows, plots=plots, search=search,
-                       plotly_js=plotly.offline.get_plotlyjs(), command=command,
-                       build_seconds=time.perf_counter() - t0)
+    page = render.page(
+        data=data,
+        retrain=results,
+        best=best,
+        rows=rows,
+        plots=plots,
+        search=search,
+        plotly_js=plotly.offline.get_plotlyjs(),
+        command=command,
+        build_seconds=time.perf_counter() - t0,
+    )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out_path)
-    log(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f}s; "
-        f"retrain cache: {cache.path}")
+    log(
+        f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f}s; "
+        f"retrain cache: {cache.path}"
+    )
     return out_path
 
 

@@ -31,8 +31,18 @@ DIVERGED_SHARE_WARN = 0.10
 PRUNED_SHARE_WARN = 0.80  # nearly everything pruned: the pruner may be too aggressive
 OVERFIT_GAP_WARN = 0.05  # train - val accuracy at the best epoch
 MIN_TRIALS_FOR_IMPORTANCE = 3  # with fewer, fANOVA returns equal shares that look like a finding
-PACKAGES = ("hpo", "tensorflow", "tensorflow-cpu", "keras", "optuna", "numpy", "scipy", "scikit-learn",
-            "plotly", "sqlalchemy")
+PACKAGES = (
+    "hpo",
+    "tensorflow",
+    "tensorflow-cpu",
+    "keras",
+    "optuna",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "plotly",
+    "sqlalchemy",
+)
 
 
 @dataclass(frozen=True)
@@ -122,15 +132,23 @@ class StudyData:
 
 # --- trials --------------------------------------------------------------------------------------
 
+
 def trial_row(t: FrozenTrial) -> TrialRow:
     ua = t.user_attrs
     secs = console.trial_seconds(t)
     history = ua.get("history") if isinstance(ua.get("history"), dict) else {}
     return TrialRow(
-        number=t.number, state=t.state.name.lower(), value=t.value, params=dict(t.params), seconds=secs,
-        n_params=_int_or_none(ua.get("n_params")), latency_ms=_float_or_none(ua.get("latency_ms")),
-        best_epoch=_int_or_none(ua.get("best_epoch")), stop_reason=ua.get("stop_reason"),
-        seed=_int_or_none(ua.get("seed")), warm_start=bool(ua.get("warm_start", False)),
+        number=t.number,
+        state=t.state.name.lower(),
+        value=t.value,
+        params=dict(t.params),
+        seconds=secs,
+        n_params=_int_or_none(ua.get("n_params")),
+        latency_ms=_float_or_none(ua.get("latency_ms")),
+        best_epoch=_int_or_none(ua.get("best_epoch")),
+        stop_reason=ua.get("stop_reason"),
+        seed=_int_or_none(ua.get("seed")),
+        warm_start=bool(ua.get("warm_start", False)),
         history={k: [float(x) for x in v] for k, v in history.items() if isinstance(v, list)},
         fail_reason=str(t.system_attrs.get("fail_reason") or ua.get("fail_reason") or ""),
     )
@@ -146,7 +164,9 @@ def _float_or_none(v: Any) -> float | None:
 
 def top_trials(trials: Sequence[FrozenTrial], k: int = TOP_K, *, maximize: bool = True) -> list[FrozenTrial]:
     """The k best completed trials, best first; ties go to the earlier trial."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
+    done = [
+        t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+    ]
     sign = -1.0 if maximize else 1.0
     return sorted(done, key=lambda t: (sign * t.value, t.number))[:k]
 
@@ -157,8 +177,10 @@ def compute_seconds(trials: Sequence[FrozenTrial]) -> float:
 
 # --- playbook checks -------------------------------------------------------------------------------
 
-def boundary_checks(params: Mapping[str, Any], distributions: Mapping[str, Any], *,
-                    margin: float = BOUNDARY_MARGIN) -> list[BoundaryCheck]:
+
+def boundary_checks(
+    params: Mapping[str, Any], distributions: Mapping[str, Any], *, margin: float = BOUNDARY_MARGIN
+) -> list[BoundaryCheck]:
     """Where each of the best trial's values sits in its range; ``at_edge`` when within ``margin``.
 
     Float and int ranges use the sampler's scale (log for log ranges). Categorical parameters
@@ -199,9 +221,12 @@ def finished_shares(rows: Sequence[TrialRow]) -> dict[str, float]:
     if n == 0:
         return {"failed": 0.0, "pruned": 0.0, "diverged": 0.0, "finished": 0}
     diverged = sum(r.stop_reason == "nan_loss" or "nan" in r.fail_reason.lower() for r in finished)
-    return {"failed": sum(r.state == "fail" for r in finished) / n,
-            "pruned": sum(r.state == "pruned" for r in finished) / n,
-            "diverged": diverged / n, "finished": n}
+    return {
+        "failed": sum(r.state == "fail" for r in finished) / n,
+        "pruned": sum(r.state == "pruned" for r in finished) / n,
+        "diverged": diverged / n,
+        "finished": n,
+    }
 
 
 def gap_checks(rows: Sequence[TrialRow]) -> list[GapCheck]:
@@ -213,8 +238,16 @@ def gap_checks(rows: Sequence[TrialRow]) -> list[GapCheck]:
             continue
         n = min(len(h[k]) for k in ("accuracy", "val_accuracy", "loss", "val_loss"))
         e = min(max(1, r.best_epoch or _argmax(h["val_accuracy"][:n]) + 1), n)
-        out.append(GapCheck(r.number, e, h["accuracy"][e - 1], h["val_accuracy"][e - 1],
-                            h["loss"][e - 1], h["val_loss"][e - 1]))
+        out.append(
+            GapCheck(
+                r.number,
+                e,
+                h["accuracy"][e - 1],
+                h["val_accuracy"][e - 1],
+                h["loss"][e - 1],
+                h["val_loss"][e - 1],
+            )
+        )
     return out
 
 
@@ -229,7 +262,7 @@ def _argmax(xs: Sequence[float]) -> int:
 def still_improving(row: TrialRow) -> bool:
     """Ran every epoch it was given and its validation accuracy peaked at the last one."""
     va = row.history.get("val_accuracy", [])
-    return (len(va) > 1 and row.stop_reason == "completed" and _argmax(va) == len(va) - 1)
+    return len(va) > 1 and row.stop_reason == "completed" and _argmax(va) == len(va) - 1
 
 
 def pareto_front(points: Sequence[tuple[int, float, float]]) -> list[int]:
@@ -242,64 +275,105 @@ def pareto_front(points: Sequence[tuple[int, float, float]]) -> list[int]:
     return sorted(front, key=lambda i: next(c for j, _, c in points if j == i))
 
 
-def make_flags(*, boundary: Sequence[BoundaryCheck], shares: Mapping[str, float], gaps: Sequence[GapCheck],
-               top: Sequence[TrialRow], max_epochs: int | None) -> list[Flag]:
+def make_flags(
+    *,
+    boundary: Sequence[BoundaryCheck],
+    shares: Mapping[str, float],
+    gaps: Sequence[GapCheck],
+    top: Sequence[TrialRow],
+    max_epochs: int | None,
+) -> list[Flag]:
     flags: list[Flag] = []
     for b in boundary:
         scale = "log range" if b.log else "range"
         where = f"{b.param} = {console.fmt(b.value)} in [{console.fmt(b.low)}, {console.fmt(b.high)}] ({b.position:.0%} of the {scale})"
         if b.at_edge:
-            flags.append(Flag("boundary", "warn", b.param,
-                              f"{where}: the best value sits at the {b.at_edge} edge; widen the range "
-                              f"{'down' if b.at_edge == 'low' else 'up'} and search again"))
+            flags.append(
+                Flag(
+                    "boundary",
+                    "warn",
+                    b.param,
+                    f"{where}: the best value sits at the {b.at_edge} edge; widen the range "
+                    f"{'down' if b.at_edge == 'low' else 'up'} and search again",
+                )
+            )
         else:
             flags.append(Flag("boundary", "ok", b.param, f"{where}: inside the range"))
     n = int(shares.get("finished", 0))
     for key, limit, advice in (
-            ("failed", FAILED_SHARE_WARN, "read the fail reasons in the trial table"),
-            ("diverged", DIVERGED_SHARE_WARN, "lower the learning-rate range or add clipping"),
-            ("pruned", PRUNED_SHARE_WARN, "the pruner may stop trials too early; raise min_resource")):
+        ("failed", FAILED_SHARE_WARN, "read the fail reasons in the trial table"),
+        ("diverged", DIVERGED_SHARE_WARN, "lower the learning-rate range or add clipping"),
+        ("pruned", PRUNED_SHARE_WARN, "the pruner may stop trials too early; raise min_resource"),
+    ):
         share = shares.get(key, 0.0)
         level = "warn" if share > limit else ("ok" if key != "pruned" else "info")
         msg = f"{share:.0%} of {n} finished trials {key}"
-        flags.append(Flag("failures", level, "study", msg + (f" (over {limit:.0%}): {advice}" if level == "warn" else "")))
+        flags.append(
+            Flag(
+                "failures",
+                level,
+                "study",
+                msg + (f" (over {limit:.0%}): {advice}" if level == "warn" else ""),
+            )
+        )
     for g in gaps:
         level = "warn" if g.accuracy_gap > OVERFIT_GAP_WARN else "ok"
-        flags.append(Flag("overfitting", level, f"trial {g.number}",
-                          f"train - val accuracy at epoch {g.epoch}: {g.accuracy_gap:+.3f} "
-                          f"({g.train_accuracy:.3f} vs {g.val_accuracy:.3f}); val - train loss "
-                          f"{g.val_loss - g.train_loss:+.3f}"
-                          + ("; more regularization may help" if level == "warn" else "")))
+        flags.append(
+            Flag(
+                "overfitting",
+                level,
+                f"trial {g.number}",
+                f"train - val accuracy at epoch {g.epoch}: {g.accuracy_gap:+.3f} "
+                f"({g.train_accuracy:.3f} vs {g.val_accuracy:.3f}); val - train loss "
+                f"{g.val_loss - g.train_loss:+.3f}"
+                + ("; more regularization may help" if level == "warn" else ""),
+            )
+        )
     for r in top:
         if not r.history.get("val_accuracy"):
             continue
         n_ep = r.epochs_run
         of = f" of {max_epochs}" if max_epochs else ""
         if still_improving(r):
-            flags.append(Flag("undertrained", "warn", f"trial {r.number}",
-                              f"validation accuracy still rising at the last epoch ({n_ep}{of}); "
-                              "more epochs may help"))
+            flags.append(
+                Flag(
+                    "undertrained",
+                    "warn",
+                    f"trial {r.number}",
+                    f"validation accuracy still rising at the last epoch ({n_ep}{of}); more epochs may help",
+                )
+            )
         else:
-            flags.append(Flag("undertrained", "ok", f"trial {r.number}",
-                              f"validation accuracy peaked at epoch {_argmax(r.history['val_accuracy']) + 1} "
-                              f"(ran {n_ep}{of} epochs; {r.stop_reason or 'unknown stop reason'})"))
+            flags.append(
+                Flag(
+                    "undertrained",
+                    "ok",
+                    f"trial {r.number}",
+                    f"validation accuracy peaked at epoch {_argmax(r.history['val_accuracy']) + 1} "
+                    f"(ran {n_ep}{of} epochs; {r.stop_reason or 'unknown stop reason'})",
+                )
+            )
     return flags
 
 
 # --- importances and environment -------------------------------------------------------------------
+
 
 def importances(study: optuna.Study) -> tuple[dict[str, float] | None, str]:
     """fANOVA importances (seeded, so the report is stable), or None and why not."""
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
-        return None, (f"needs at least {MIN_TRIALS_FOR_IMPORTANCE} completed trials, the study has {len(complete)}; "
-                      "run more trials")
+        return None, (
+            f"needs at least {MIN_TRIALS_FOR_IMPORTANCE} completed trials, the study has {len(complete)}; "
+            "run more trials"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             imp = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+            )
     except (ValueError, RuntimeError) as e:
         return None, one_line(e)
     if not imp:
@@ -323,19 +397,30 @@ def environment() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"python": platform.python_version(), "packages": versions,
-            "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-            "git": git_commit()}
+    return {
+        "python": platform.python_version(),
+        "packages": versions,
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "git": git_commit(),
+    }
 
 
 def git_commit() -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
         if not sha:
             return "unknown (not a git checkout)"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PACKAGE_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PACKAGE_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return sha + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown (git not available)"
@@ -343,21 +428,31 @@ def git_commit() -> str:
 
 # --- the whole study -------------------------------------------------------------------------------
 
-def collect(study: optuna.Study, *, storage: str = "", top_k: int = TOP_K,
-            config: Mapping[str, Any] | None = None, with_environment: bool = True) -> StudyData:
+
+def collect(
+    study: optuna.Study,
+    *,
+    storage: str = "",
+    top_k: int = TOP_K,
+    config: Mapping[str, Any] | None = None,
+    with_environment: bool = True,
+) -> StudyData:
     """Everything the report says about the search itself. Raises UserError for an empty study."""
     trials = study.get_trials(deepcopy=False)
     name = study.study_name
     if not trials:
-        raise UserError(f"study {name!r} in {storage or 'the storage'} has no trials yet; "
-                        "run `hpo run` for it first")
+        raise UserError(
+            f"study {name!r} in {storage or 'the storage'} has no trials yet; run `hpo run` for it first"
+        )
     counts = console.state_counts(trials, keep_empty=True)
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     top = top_trials(trials, top_k, maximize=maximize)
     if not top:
         states = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        raise UserError(f"study {name!r} in {storage or 'the storage'} has no completed trial ({states}); "
-                        "nothing to report yet: run more trials with `hpo run`")
+        raise UserError(
+            f"study {name!r} in {storage or 'the storage'} has no completed trial ({states}); "
+            "nothing to report yet: run more trials with `hpo run`"
+        )
     rows = [trial_row(t) for t in trials]
     by_number = {r.number: r for r in rows}
     top_rows = [by_number[t.number] for t in top]
@@ -373,10 +468,23 @@ def collect(study: optuna.Study, *, storage: str = "", top_k: int = TOP_K,
     pareto_l = pareto_front([(r.number, r.value, r.latency_ms) for r in done if r.latency_ms])
     imp, note = importances(study)
     return StudyData(
-        name=name, storage=storage, direction=study.direction.name.lower(), config=cfg,
+        name=name,
+        storage=storage,
+        direction=study.direction.name.lower(),
+        config=cfg,
         user_attrs={k: v for k, v in study.user_attrs.items() if k != "config"},
-        trials=rows, state_counts=counts, compute_seconds=compute_seconds(trials), best=best, top=top_rows,
-        shares=shares, boundary=boundary, gaps=gaps, flags=flags, pareto_params=pareto_p,
-        pareto_latency=pareto_l, importances=imp, importance_note=note,
+        trials=rows,
+        state_counts=counts,
+        compute_seconds=compute_seconds(trials),
+        best=best,
+        top=top_rows,
+        shares=shares,
+        boundary=boundary,
+        gaps=gaps,
+        flags=flags,
+        pareto_params=pareto_p,
+        pareto_latency=pareto_l,
+        importances=imp,
+        importance_note=note,
         environment=environment() if with_environment else {},
     )

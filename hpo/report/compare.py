@@ -78,7 +78,9 @@ class BestSummary:
     protocol_note: str
 
 
-def mean_ci(values: Sequence[float], *, level: float = LEVEL, bounds: tuple[float, float] | None = None) -> MeanCI:
+def mean_ci(
+    values: Sequence[float], *, level: float = LEVEL, bounds: tuple[float, float] | None = None
+) -> MeanCI:
     """Mean, sd and the t-interval of the mean over seeds; ``bounds`` clips the interval (accuracies: 0..1)."""
 
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
@@ -114,16 +116,19 @@ def mcnemar(y: Sequence[int], pred_a: Sequence[int], pred_b: Sequence[int]) -> M
     return McNemar(only_a, only_b, min(1.0, p))
 
 
-def per_class(y: Sequence[int], preds: Sequence[Sequence[int]],
-              class_names: Sequence[str]) -> tuple[list[ClassRow], dict[str, dict[str, float]]]:
+def per_class(
+    y: Sequence[int], preds: Sequence[Sequence[int]], class_names: Sequence[str]
+) -> tuple[list[ClassRow], dict[str, dict[str, float]]]:
     """Precision/recall/F1 per class (scikit-learn), pooled over the runs."""
 
     yt = np.tile(np.asarray(y), len(preds))
     yp = np.concatenate([np.asarray(p) for p in preds])
     labels = list(range(len(class_names)))
     p, r, f, s = precision_recall_fscore_support(yt, yp, labels=labels, zero_division=0)
-    rows = [ClassRow(str(class_names[i]), float(p[i]), float(r[i]), float(f[i]), int(s[i]) // len(preds))
-            for i in labels]
+    rows = [
+        ClassRow(str(class_names[i]), float(p[i]), float(r[i]), float(f[i]), int(s[i]) // len(preds))
+        for i in labels
+    ]
     avgs = {}
     for avg in ("macro", "weighted"):
         pa, ra, fa, _ = precision_recall_fscore_support(yt, yp, labels=labels, average=avg, zero_division=0)
@@ -156,44 +161,84 @@ def summarize_best(data: RetrainData, *, study_value: float) -> BestSummary | No
     return BestSummary(
         test_accuracy=mean_ci([r.test_accuracy for r in runs], bounds=UNIT),
         test_loss=mean_ci([r.test_loss for r in runs], bounds=(0.0, math.inf)),
-        val_accuracy=mean_ci([r.val_accuracy for r in runs], bounds=UNIT), wilson=wilson(correct, len(y) * len(runs)),
-        study_value=study_value, per_class=rows, averages=avgs, confusion=confusion(y, preds, len(st.class_names)),
+        val_accuracy=mean_ci([r.val_accuracy for r in runs], bounds=UNIT),
+        wilson=wilson(correct, len(y) * len(runs)),
+        study_value=study_value,
+        per_class=rows,
+        averages=avgs,
+        confusion=confusion(y, preds, len(st.class_names)),
         class_names=list(st.class_names),
-        protocol_note=("the retraining budget differs from the study's: " + "; ".join(notes)) if notes else "")
+        protocol_note=("the retraining budget differs from the study's: " + "; ".join(notes))
+        if notes
+        else "",
+    )
 
 
 def comparison_rows(data: RetrainData, *, home: str) -> dict[str, list[Row]]:
     """Per dataset: the best model (or the transfer run), then each reference, then published-only rows."""
     out: dict[str, list[Row]] = {}
-    datasets = list(dict.fromkeys([home, *(r.dataset for r in REFERENCES.values() if r.published_accuracy),
-                                   *(d for d, *_ in PUBLISHED_ONLY)]))
+    datasets = list(
+        dict.fromkeys(
+            [
+                home,
+                *(r.dataset for r in REFERENCES.values() if r.published_accuracy),
+                *(d for d, *_ in PUBLISHED_ONLY),
+            ]
+        )
+    )
     for ds in datasets:
         st = data.datasets.get(ds)
-        ours: list[RunResult] = data.best if ds == home else [r for r in data.transfer if r.spec.dataset == ds]
+        ours: list[RunResult] = (
+            data.best if ds == home else [r for r in data.transfer if r.spec.dataset == ds]
+        )
         rows: list[Row] = []
         if ours:
-            rows.append(Row(ds, ours[0].spec.label, "best" if ds == home else "transfer",
-                            mean_ci([r.test_accuracy for r in ours], bounds=UNIT), n_params=ours[0].n_params,
-                            n_train=ours[0].n_train, seconds=sum(r.seconds for r in ours)))
+            rows.append(
+                Row(
+                    ds,
+                    ours[0].spec.label,
+                    "best" if ds == home else "transfer",
+                    mean_ci([r.test_accuracy for r in ours], bounds=UNIT),
+                    n_params=ours[0].n_params,
+                    n_train=ours[0].n_train,
+                    seconds=sum(r.seconds for r in ours),
+                )
+            )
         for ref in REFERENCES.values():
             if ref.dataset != ds or ref.published_accuracy is None:
                 continue
             measured = [r for r in data.references if r.spec.model == ref.name]
             acc = mean_ci([r.test_accuracy for r in measured], bounds=UNIT) if measured else None
-            row = Row(ds, f"{ref.architecture} ({ref.name})", "reference", acc,
-                      published=ref.published_accuracy, source=ref.source, model=ref.name,
-                      n_params=measured[0].n_params if measured else None,
-                      n_train=measured[0].n_train if measured else None,
-                      seconds=sum(r.seconds for r in measured) if measured else None,
-                      note=f"published with {ref.epochs} epochs, {ref.optimizer} lr {ref.learning_rate:g}, "
-                           f"batch {ref.batch_size}")
+            row = Row(
+                ds,
+                f"{ref.architecture} ({ref.name})",
+                "reference",
+                acc,
+                published=ref.published_accuracy,
+                source=ref.source,
+                model=ref.name,
+                n_params=measured[0].n_params if measured else None,
+                n_train=measured[0].n_train if measured else None,
+                seconds=sum(r.seconds for r in measured) if measured else None,
+                note=f"published with {ref.epochs} epochs, {ref.optimizer} lr {ref.learning_rate:g}, "
+                f"batch {ref.batch_size}",
+            )
             if measured and ours and st is not None and st.available:
                 row.mcnemar = [mcnemar(st.y_test, o.y_pred, measured[0].y_pred) for o in ours]
             rows.append(row)
         for d, label, pub, source in PUBLISHED_ONLY:
             if d == ds:
-                rows.append(Row(ds, label, "published", None, published=pub, source=source,
-                                note="published number only; the study searches this family"))
+                rows.append(
+                    Row(
+                        ds,
+                        label,
+                        "published",
+                        None,
+                        published=pub,
+                        source=source,
+                        note="published number only; the study searches this family",
+                    )
+                )
         out[ds] = rows
     return out
 
@@ -207,4 +252,3 @@ def describe(m: MeanCI | None, *, digits: int = 2, pct: bool = True) -> str:
     if m.n == 1:
         return f"{f(m.mean)}{unit} (1 run)"
     return f"{f(m.mean)}{unit} ± {f(m.sd)} (95 % CI {f(m.low)}–{f(m.high)}, n={m.n})"
-

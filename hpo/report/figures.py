@@ -21,8 +21,18 @@ from hpo.report.collect import StudyData, TrialRow
 from hpo.report.compare import BestSummary, Row
 from hpo.report.retrain import RunResult
 
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf")
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 TEMPLATE = "plotly_white"
 
 
@@ -50,41 +60,71 @@ def _try(title: str, make: Callable[[], Any], note: str = "") -> Plot:
 
 # --- section 2: Optuna's search plots -----------------------------------------------------------
 
+
 def search_plots(study: optuna.Study, data: StudyData) -> list[Plot]:
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     imp = data.importances or {}
     top2 = list(imp)[:2]
-    plots = [_try("Optimization history", lambda: vis.plot_optimization_history(study),
-                  "Each completed trial's validation accuracy and the best so far.")]
+    plots = [
+        _try(
+            "Optimization history",
+            lambda: vis.plot_optimization_history(study),
+            "Each completed trial's validation accuracy and the best so far.",
+        )
+    ]
     if data.importances is None:
-        plots.append(Plot("Hyper-parameter importances (fANOVA)", None,
-                          f"not available: {data.importance_note}"))
+        plots.append(
+            Plot("Hyper-parameter importances (fANOVA)", None, f"not available: {data.importance_note}")
+        )
     else:
-        plots.append(_try("Hyper-parameter importances (fANOVA)",
-                          lambda: vis.plot_param_importances(study, evaluator=evaluator),
-                          "Share of the variance in validation accuracy each parameter explains; "
-                          "noisy with few trials."))
+        plots.append(
+            _try(
+                "Hyper-parameter importances (fANOVA)",
+                lambda: vis.plot_param_importances(study, evaluator=evaluator),
+                "Share of the variance in validation accuracy each parameter explains; "
+                "noisy with few trials.",
+            )
+        )
     plots.append(_try("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study)))
     names = sorted({k for t in data.trials if t.state == "complete" for k in t.params})
-    chunks = [names[i:i + SLICES_PER_ROW] for i in range(0, len(names), SLICES_PER_ROW)] or [[]]
+    chunks = [names[i : i + SLICES_PER_ROW] for i in range(0, len(names), SLICES_PER_ROW)] or [[]]
     for i, chunk in enumerate(chunks, start=1):
         part = f" ({i}/{len(chunks)})" if len(chunks) > 1 else ""
-        plots.append(_try(f"Slices{part}: {', '.join(chunk)}",
-                          lambda chunk=chunk: vis.plot_slice(study, params=chunk or None),
-                          "Validation accuracy against each parameter; darker dots are later trials."))
+        plots.append(
+            _try(
+                f"Slices{part}: {', '.join(chunk)}",
+                lambda chunk=chunk: vis.plot_slice(study, params=chunk or None),
+                "Validation accuracy against each parameter; darker dots are later trials.",
+            )
+        )
     if len(top2) == 2:
-        plots.append(_try(f"Contour of the two most important parameters: {top2[0]} × {top2[1]}",
-                          lambda: vis.plot_contour(study, params=top2)))
+        plots.append(
+            _try(
+                f"Contour of the two most important parameters: {top2[0]} × {top2[1]}",
+                lambda: vis.plot_contour(study, params=top2),
+            )
+        )
     else:
         why = data.importance_note or "only one parameter varies"
-        plots.append(Plot("Contour of the two most important parameters", None,
-                          f"not available: needs the importances of two parameters ({why})"))
-    plots.append(_try("Intermediate values (pruning)", lambda: vis.plot_intermediate_values(study),
-                      "Validation accuracy per epoch as reported to the pruner; pruned trials stop early."))
+        plots.append(
+            Plot(
+                "Contour of the two most important parameters",
+                None,
+                f"not available: needs the importances of two parameters ({why})",
+            )
+        )
+    plots.append(
+        _try(
+            "Intermediate values (pruning)",
+            lambda: vis.plot_intermediate_values(study),
+            "Validation accuracy per epoch as reported to the pruner; pruned trials stop early.",
+        )
+    )
     return plots
 
 
 # --- section 3: curves and the Pareto front --------------------------------------------------------
+
 
 def _curves_figure(series: Sequence[tuple[str, str, Mapping[str, list[float]]]], *, height: int):
     """Loss and accuracy per epoch, one colour per ``(group, name, history)``: validation solid, train dotted."""
@@ -97,11 +137,19 @@ def _curves_figure(series: Sequence[tuple[str, str, Mapping[str, list[float]]]],
                 ys = history.get(split + metric)
                 if not ys:
                     continue
-                fig.add_scatter(x=list(range(1, len(ys) + 1)), y=ys, row=1, col=col, mode="lines+markers",
-                                line=dict(color=color, dash=dash), legendgroup=group,
-                                showlegend=(col == 1 and split == "val_"), name=name,
-                                hovertemplate=f"{group} {split or 'train_'}{metric} epoch %{{x}}: %{{y:.4f}}"
-                                              "<extra></extra>")
+                fig.add_scatter(
+                    x=list(range(1, len(ys) + 1)),
+                    y=ys,
+                    row=1,
+                    col=col,
+                    mode="lines+markers",
+                    line=dict(color=color, dash=dash),
+                    legendgroup=group,
+                    showlegend=(col == 1 and split == "val_"),
+                    name=name,
+                    hovertemplate=f"{group} {split or 'train_'}{metric} epoch %{{x}}: %{{y:.4f}}"
+                    "<extra></extra>",
+                )
     fig.update_xaxes(title_text="epoch")
     fig.update_layout(height=height, legend_title_text="val solid, train dotted")
     return fig
@@ -109,8 +157,11 @@ def _curves_figure(series: Sequence[tuple[str, str, Mapping[str, list[float]]]],
 
 def curves(top: Sequence[TrialRow]) -> Plot:
     series = [(f"trial {r.number}", f"trial {r.number} ({r.value:.4f})", r.history) for r in top if r.history]
-    return _try("Training curves of the top trials", lambda: _curves_figure(series, height=420),
-                "Train metrics are measured with dropout and augmentation on, so they can sit below validation.")
+    return _try(
+        "Training curves of the top trials",
+        lambda: _curves_figure(series, height=420),
+        "Train metrics are measured with dropout and augmentation on, so they can sit below validation.",
+    )
 
 
 def pareto(data: StudyData) -> Plot:
@@ -119,39 +170,75 @@ def pareto(data: StudyData) -> Plot:
         fig = make_subplots(rows=1, cols=2, subplot_titles=("parameters", "inference latency (ms / image)"))
         for col, attr, front in ((1, "n_params", data.pareto_params), (2, "latency_ms", data.pareto_latency)):
             pts = [(r, getattr(r, attr)) for r in done if getattr(r, attr)]
-            fig.add_scatter(x=[c for _, c in pts], y=[r.value for r, _ in pts], mode="markers", row=1, col=col,
-                            marker=dict(color="#9aa5b1", size=8), name="completed trial", showlegend=col == 1,
-                            legendgroup="all", text=[f"trial {r.number}" for r, _ in pts],
-                            hovertemplate="%{text}: %{y:.4f} at %{x:.4g}<extra></extra>")
+            fig.add_scatter(
+                x=[c for _, c in pts],
+                y=[r.value for r, _ in pts],
+                mode="markers",
+                row=1,
+                col=col,
+                marker=dict(color="#9aa5b1", size=8),
+                name="completed trial",
+                showlegend=col == 1,
+                legendgroup="all",
+                text=[f"trial {r.number}" for r, _ in pts],
+                hovertemplate="%{text}: %{y:.4f} at %{x:.4g}<extra></extra>",
+            )
             by_number = {r.number: c for r, c in pts}
             fp = [(r, by_number[r.number]) for r in done if r.number in front]
             fp.sort(key=lambda rc: rc[1])
-            fig.add_scatter(x=[c for _, c in fp], y=[r.value for r, _ in fp], mode="lines+markers", row=1, col=col,
-                            line=dict(color="#d62728", shape="hv"), marker=dict(size=11, symbol="star"),
-                            name="Pareto front", showlegend=col == 1, legendgroup="front",
-                            text=[f"trial {r.number}" for r, _ in fp],
-                            hovertemplate="%{text} (front): %{y:.4f} at %{x:.4g}<extra></extra>")
+            fig.add_scatter(
+                x=[c for _, c in fp],
+                y=[r.value for r, _ in fp],
+                mode="lines+markers",
+                row=1,
+                col=col,
+                line=dict(color="#d62728", shape="hv"),
+                marker=dict(size=11, symbol="star"),
+                name="Pareto front",
+                showlegend=col == 1,
+                legendgroup="front",
+                text=[f"trial {r.number}" for r, _ in fp],
+                hovertemplate="%{text} (front): %{y:.4f} at %{x:.4g}<extra></extra>",
+            )
         fig.update_xaxes(type="log")
         fig.update_yaxes(title_text="validation accuracy", row=1, col=1)
         fig.update_layout(height=420)
         return fig
 
-    return _try("Validation accuracy against size and latency", make,
-                "Red stars: no other trial is both more accurate and smaller (or faster).")
+    return _try(
+        "Validation accuracy against size and latency",
+        make,
+        "Red stars: no other trial is both more accurate and smaller (or faster).",
+    )
 
 
 # --- section 5: the retrained best -------------------------------------------------------------------
+
 
 def seeds(runs: Sequence[RunResult], study_value: float) -> Plot:
     def make():
         fig = go.Figure()
         xs = [f"seed {r.spec.seed}" for r in runs]
-        fig.add_scatter(x=xs, y=[r.val_accuracy for r in runs], mode="markers", name="retrained val accuracy",
-                        marker=dict(size=12, color=PALETTE[0]))
-        fig.add_scatter(x=xs, y=[r.test_accuracy for r in runs], mode="markers", name="test accuracy",
-                        marker=dict(size=12, color=PALETTE[1], symbol="diamond"))
-        fig.add_hline(y=study_value, line_dash="dash", line_color="#555",
-                      annotation_text=f"study's val accuracy {study_value:.4f}")
+        fig.add_scatter(
+            x=xs,
+            y=[r.val_accuracy for r in runs],
+            mode="markers",
+            name="retrained val accuracy",
+            marker=dict(size=12, color=PALETTE[0]),
+        )
+        fig.add_scatter(
+            x=xs,
+            y=[r.test_accuracy for r in runs],
+            mode="markers",
+            name="test accuracy",
+            marker=dict(size=12, color=PALETTE[1], symbol="diamond"),
+        )
+        fig.add_hline(
+            y=study_value,
+            line_dash="dash",
+            line_color="#555",
+            annotation_text=f"study's val accuracy {study_value:.4f}",
+        )
         fig.update_layout(height=360, yaxis_title="accuracy")
         return fig
 
@@ -169,44 +256,84 @@ def confusion(summary: BestSummary) -> Plot:
         rows = cm.sum(axis=1, keepdims=True)
         share = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
         names = [str(n) for n in summary.class_names]
-        fig = go.Figure(go.Heatmap(
-            z=share, x=names, y=names, colorscale="Blues", zmin=0, zmax=1, colorbar=dict(title="share of row"),
-            text=cm.astype(int), texttemplate="%{text}",
-            hovertemplate="true %{y}, predicted %{x}: %{text} (%{z:.1%})<extra></extra>"))
+        fig = go.Figure(
+            go.Heatmap(
+                z=share,
+                x=names,
+                y=names,
+                colorscale="Blues",
+                zmin=0,
+                zmax=1,
+                colorbar=dict(title="share of row"),
+                text=cm.astype(int),
+                texttemplate="%{text}",
+                hovertemplate="true %{y}, predicted %{x}: %{text} (%{z:.1%})<extra></extra>",
+            )
+        )
         fig.update_yaxes(autorange="reversed", title_text="true class")
         fig.update_xaxes(title_text="predicted class")
         fig.update_layout(height=520, width=None)
         return fig
 
-    return _try("Confusion matrix (test set, pooled over the retrained runs)", make,
-                "Counts in the cells; colour is the share of the true class (recall on the diagonal).")
+    return _try(
+        "Confusion matrix (test set, pooled over the retrained runs)",
+        make,
+        "Counts in the cells; colour is the share of the true class (recall on the diagonal).",
+    )
 
 
 # --- section 6: references -------------------------------------------------------------------------
 
+
 def references(rows_by_dataset: Mapping[str, Sequence[Row]], dataset_titles: Mapping[str, str]) -> Plot:
     def make():
         names = [d for d, rows in rows_by_dataset.items() if rows]
-        fig = make_subplots(rows=1, cols=len(names), subplot_titles=[dataset_titles.get(d, d) for d in names],
-                            shared_yaxes=False)
+        fig = make_subplots(
+            rows=1,
+            cols=len(names),
+            subplot_titles=[dataset_titles.get(d, d) for d in names],
+            shared_yaxes=False,
+        )
         for col, ds in enumerate(names, start=1):
             rows = rows_by_dataset[ds]
             labels = [r.label for r in rows]
             measured = [r.measured.mean if r.measured and r.measured.n else None for r in rows]
             err = [r.measured.sd if r.measured and r.measured.sd else 0 for r in rows]
-            fig.add_bar(x=labels, y=measured, error_y=dict(type="data", array=err), name="measured here",
-                        marker_color=PALETTE[0], showlegend=col == 1, legendgroup="m", row=1, col=col,
-                        hovertemplate="%{x}: %{y:.4f} measured<extra></extra>")
-            fig.add_bar(x=labels, y=[r.published for r in rows], name="published (seeds)",
-                        marker_color="#c7c7c7", showlegend=col == 1, legendgroup="p", row=1, col=col,
-                        hovertemplate="%{x}: %{y:.4f} published<extra></extra>")
+            fig.add_bar(
+                x=labels,
+                y=measured,
+                error_y=dict(type="data", array=err),
+                name="measured here",
+                marker_color=PALETTE[0],
+                showlegend=col == 1,
+                legendgroup="m",
+                row=1,
+                col=col,
+                hovertemplate="%{x}: %{y:.4f} measured<extra></extra>",
+            )
+            fig.add_bar(
+                x=labels,
+                y=[r.published for r in rows],
+                name="published (seeds)",
+                marker_color="#c7c7c7",
+                showlegend=col == 1,
+                legendgroup="p",
+                row=1,
+                col=col,
+                hovertemplate="%{x}: %{y:.4f} published<extra></extra>",
+            )
             vals = [v for v in measured + [r.published for r in rows] if v is not None and math.isfinite(v)]
             if vals:
-                fig.update_yaxes(range=[max(0.0, min(vals) - 0.1), min(1.0, max(vals) + 0.02)], row=1, col=col)
+                fig.update_yaxes(
+                    range=[max(0.0, min(vals) - 0.1), min(1.0, max(vals) + 0.02)], row=1, col=col
+                )
         fig.update_layout(barmode="group", height=460, yaxis_title="test accuracy")
         fig.update_xaxes(tickangle=-30)
         return fig
 
-    return _try("Test accuracy: measured here vs published", make,
-                "Grey bars are the numbers published in the seeds, under their own (longer) training; "
-                "blue bars were measured here under this report's protocol.")
+    return _try(
+        "Test accuracy: measured here vs published",
+        make,
+        "Grey bars are the numbers published in the seeds, under their own (longer) training; "
+        "blue bars were measured here under this report's protocol.",
+    )

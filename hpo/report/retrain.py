@@ -116,56 +116,108 @@ class RetrainData:
 
 # --- the plan --------------------------------------------------------------------------------------
 
+
 def retrain_seeds(study_seed: int, k: int) -> list[int]:
     return [trial_seed(study_seed, RETRAIN_SEED_OFFSET + i) for i in range(k)]
 
 
-def protocol(cfg: StudyConfig, *, epochs: int | None, max_train_samples: int | None,
-             seeds: int) -> dict[str, Any]:
+def protocol(
+    cfg: StudyConfig, *, epochs: int | None, max_train_samples: int | None, seeds: int
+) -> dict[str, Any]:
     """The study's training protocol with the report's budget flags applied."""
     es = cfg.early_stopping
     return {
         "epochs": int(epochs or cfg.budget.epochs),
         "study_epochs": cfg.budget.epochs,
-        "max_train_samples": max_train_samples if max_train_samples is not None else cfg.data.max_train_samples,
+        "max_train_samples": max_train_samples
+        if max_train_samples is not None
+        else cfg.data.max_train_samples,
         "study_max_train_samples": cfg.data.max_train_samples,
         "val_fraction": float(cfg.data.val_fraction),
         "normalization": cfg.data.normalization,
         "split_seed": int(cfg.seed),
-        "early_stopping": {"enabled": es.enabled, "monitor": es.monitor, "patience": es.patience,
-                           "restore_best_weights": es.restore_best_weights},
+        "early_stopping": {
+            "enabled": es.enabled,
+            "monitor": es.monitor,
+            "patience": es.patience,
+            "restore_best_weights": es.restore_best_weights,
+        },
         "seeds": retrain_seeds(int(cfg.seed), seeds),
     }
 
 
-def plan_runs(*, config: StudyConfig, best_params: Mapping[str, Any], best_number: int,
-              proto: Mapping[str, Any], references: str) -> list[RunSpec]:
+def plan_runs(
+    *,
+    config: StudyConfig,
+    best_params: Mapping[str, Any],
+    best_number: int,
+    proto: Mapping[str, Any],
+    references: str,
+) -> list[RunSpec]:
     """Best trial x seeds on the study's dataset; then, when measured, references and transfer runs."""
     home, family = config.dataset, config.model
-    common = dict(epochs=proto["epochs"], max_train_samples=proto["max_train_samples"],
-                  val_fraction=proto["val_fraction"], split_seed=proto["split_seed"],
-                  early_stopping=dict(proto["early_stopping"]))
+    common = dict(
+        epochs=proto["epochs"],
+        max_train_samples=proto["max_train_samples"],
+        val_fraction=proto["val_fraction"],
+        split_seed=proto["split_seed"],
+        early_stopping=dict(proto["early_stopping"]),
+    )
     params = dict(best_params)
-    specs = [RunSpec("best", f"best (trial {best_number})", family, params, home, proto["normalization"], seed,
-                     **common) for seed in proto["seeds"]]
+    specs = [
+        RunSpec(
+            "best",
+            f"best (trial {best_number})",
+            family,
+            params,
+            home,
+            proto["normalization"],
+            seed,
+            **common,
+        )
+        for seed in proto["seeds"]
+    ]
     if references != "measured":
         return specs
     seed = proto["seeds"][0]
     for ref in models.REFERENCES.values():
         if ref.published_accuracy is None:
             continue
-        specs.append(RunSpec("reference", ref.name, ref.name,
-                             {"optimizer": ref.optimizer, "learning_rate": ref.learning_rate,
-                              "batch_size": ref.batch_size},
-                             ref.dataset, ref.normalization, seed, **common))
+        specs.append(
+            RunSpec(
+                "reference",
+                ref.name,
+                ref.name,
+                {
+                    "optimizer": ref.optimizer,
+                    "learning_rate": ref.learning_rate,
+                    "batch_size": ref.batch_size,
+                },
+                ref.dataset,
+                ref.normalization,
+                seed,
+                **common,
+            )
+        )
     for ds in REPORT_DATASETS:
         if ds != home:
-            specs.append(RunSpec("transfer", f"best params -> {ds}", family, params, ds, proto["normalization"],
-                                 seed, **common))
+            specs.append(
+                RunSpec(
+                    "transfer",
+                    f"best params -> {ds}",
+                    family,
+                    params,
+                    ds,
+                    proto["normalization"],
+                    seed,
+                    **common,
+                )
+            )
     return specs
 
 
 # --- the cache -------------------------------------------------------------------------------------
+
 
 class Cache:
     """``{"version", "runs": {key: result}, "datasets": {name: status}}`` in one JSON file, written atomically."""
@@ -201,8 +253,12 @@ class Cache:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"version": CACHE_VERSION, "runs": self.runs, "datasets": self.datasets},
-                                  default=_json_default))
+        tmp.write_text(
+            json.dumps(
+                {"version": CACHE_VERSION, "runs": self.runs, "datasets": self.datasets},
+                default=_json_default,
+            )
+        )
         tmp.replace(self.path)
 
 
@@ -218,14 +274,17 @@ def _json_default(v: Any) -> Any:
 
 # --- running -----------------------------------------------------------------------------------------
 
+
 def _progress_hook(log: Log, prefix: str) -> training.EpochHook:
     """Print each epoch of a retraining run; never stops it."""
     t0 = time.perf_counter()
 
     def hook(end: training.EpochEnd) -> None:
         if "val_accuracy" in end.logs:
-            log(f"{prefix}   epoch {end.epoch}/{end.epochs}: val_accuracy {end.logs['val_accuracy']:.4f} "
-                f"({time.perf_counter() - t0:.0f}s)")
+            log(
+                f"{prefix}   epoch {end.epoch}/{end.epochs}: val_accuracy {end.logs['val_accuracy']:.4f} "
+                f"({time.perf_counter() - t0:.0f}s)"
+            )
 
     return hook
 
@@ -246,12 +305,21 @@ class _Datasets:
         try:
             raw = data.load_raw(name, data_dir=self.data_dir)
         except UserError as e:
-            self.status[name] = DatasetStatus(name, False, reason=str(e),
-                                              how_to_get=data.DATASETS[name].how_to_get if name in data.DATASETS else "")
+            self.status[name] = DatasetStatus(
+                name,
+                False,
+                reason=str(e),
+                how_to_get=data.DATASETS[name].how_to_get if name in data.DATASETS else "",
+            )
             return None
         self.raw[name] = raw
-        st = DatasetStatus(name, True, source=raw.source, class_names=list(raw.class_names),
-                           y_test=[int(y) for y in raw.y_test])
+        st = DatasetStatus(
+            name,
+            True,
+            source=raw.source,
+            class_names=list(raw.class_names),
+            y_test=[int(y) for y in raw.y_test],
+        )
         self.status[name] = st
         self.cache.datasets[name] = dataclasses.asdict(st)
         return raw
@@ -261,9 +329,18 @@ class _Datasets:
         return DatasetStatus(**d) if d else None
 
 
-def run_all(specs: Sequence[RunSpec], *, proto: Mapping[str, Any], references_mode: str, cache: Cache,
-            data_dir: str | None, force: bool = False, threads: int = 0, verbose: bool = False,
-            log: Log = print) -> RetrainData:
+def run_all(
+    specs: Sequence[RunSpec],
+    *,
+    proto: Mapping[str, Any],
+    references_mode: str,
+    cache: Cache,
+    data_dir: str | None,
+    force: bool = False,
+    threads: int = 0,
+    verbose: bool = False,
+    log: Log = print,
+) -> RetrainData:
     """Train what the cache lacks (or everything with ``force``), evaluate on the test sets."""
     sets = _Datasets(data_dir, cache)
     results: list[RunResult] = []
@@ -274,7 +351,9 @@ def run_all(specs: Sequence[RunSpec], *, proto: Mapping[str, Any], references_mo
     for spec in specs:
         hit = None if force else cache.get(spec)
         if hit is not None and (sets.cached_status(spec.dataset) or sets.load(spec.dataset)):
-            log(f"cached: {spec.label} on {spec.dataset} (seed {spec.seed}): test accuracy {hit.test_accuracy:.4f}")
+            log(
+                f"cached: {spec.label} on {spec.dataset} (seed {spec.seed}): test accuracy {hit.test_accuracy:.4f}"
+            )
             results.append(hit)
             continue
         i_todo += 1
@@ -289,13 +368,18 @@ def run_all(specs: Sequence[RunSpec], *, proto: Mapping[str, Any], references_mo
             backend.set_verbose(verbose)
             backend.configure(threads=threads)
             tf_ready = True
-        log(f"{prefix} training {spec.label} on {spec.dataset} (seed {spec.seed}, at most {spec.epochs} epoch(s))")
+        log(
+            f"{prefix} training {spec.label} on {spec.dataset} (seed {spec.seed}, at most {spec.epochs} epoch(s))"
+        )
         t = time.perf_counter()
-        result = train_and_evaluate(spec, raw, prefix=prefix, log=log,
-                                    details=spec.role == "best" and spec.seed == proto["seeds"][0])
+        result = train_and_evaluate(
+            spec, raw, prefix=prefix, log=log, details=spec.role == "best" and spec.seed == proto["seeds"][0]
+        )
         trained += time.perf_counter() - t
-        log(f"{prefix}   done in {result.seconds:.0f}s: val accuracy {result.val_accuracy:.4f}, "
-            f"test accuracy {result.test_accuracy:.4f}")
+        log(
+            f"{prefix}   done in {result.seconds:.0f}s: val accuracy {result.val_accuracy:.4f}, "
+            f"test accuracy {result.test_accuracy:.4f}"
+        )
         cache.put(result)
         results.append(result)
     statuses: dict[str, DatasetStatus] = {}
@@ -306,11 +390,16 @@ def run_all(specs: Sequence[RunSpec], *, proto: Mapping[str, Any], references_mo
     if any(r.spec.dataset in sets.status for r in results):
         cache.save()  # dataset statuses learned this time
     return RetrainData(
-        protocol=dict(proto), references_mode=references_mode,
+        protocol=dict(proto),
+        references_mode=references_mode,
         best=[r for r in results if r.spec.role == "best"],
         references=[r for r in results if r.spec.role == "reference"],
         transfer=[r for r in results if r.spec.role == "transfer"],
-        datasets=statuses, skipped=skipped, trained_seconds=trained, cache_path=str(cache.path))
+        datasets=statuses,
+        skipped=skipped,
+        trained_seconds=trained,
+        cache_path=str(cache.path),
+    )
 
 
 def _max_train(raw: Any, spec: RunSpec) -> int | None:
@@ -321,29 +410,54 @@ def _max_train(raw: Any, spec: RunSpec) -> int | None:
     return min(int(spec.max_train_samples), n_train)
 
 
-def train_and_evaluate(spec: RunSpec, raw: Any, *, prefix: str = "", log: Log = print,
-                       details: bool = False) -> RunResult:
+def train_and_evaluate(
+    spec: RunSpec, raw: Any, *, prefix: str = "", log: Log = print, details: bool = False
+) -> RunResult:
     """Train one spec under the study's protocol, then evaluate it on the test set."""
-    splits = data.load_splits(spec.dataset, raw=raw, val_fraction=spec.val_fraction, seed=spec.split_seed,
-                              normalization=spec.normalization, max_train_samples=_max_train(raw, spec))
-    x_test, y_test, x_test_uint8 = data.load_test(spec.dataset, raw=raw, normalization=spec.normalization,
-                                                  mean=splits.mean, std=splits.std)
+    splits = data.load_splits(
+        spec.dataset,
+        raw=raw,
+        val_fraction=spec.val_fraction,
+        seed=spec.split_seed,
+        normalization=spec.normalization,
+        max_train_samples=_max_train(raw, spec),
+    )
+    x_test, y_test, x_test_uint8 = data.load_test(
+        spec.dataset, raw=raw, normalization=spec.normalization, mean=splits.mean, std=splits.std
+    )
     t0 = time.perf_counter()
-    tr = training.train(spec.model, spec.params, splits, epochs=spec.epochs, seed=spec.seed,
-                        early_stopping=EarlyStopping(**spec.early_stopping),
-                        epoch_hooks=[_progress_hook(log, prefix)])
+    tr = training.train(
+        spec.model,
+        spec.params,
+        splits,
+        epochs=spec.epochs,
+        seed=spec.seed,
+        early_stopping=EarlyStopping(**spec.early_stopping),
+        epoch_hooks=[_progress_hook(log, prefix)],
+    )
     try:
-        probs = np.asarray(tr.model.predict(x_test, batch_size=training.VAL_BATCH, verbose=0), dtype=np.float64)
+        probs = np.asarray(
+            tr.model.predict(x_test, batch_size=training.VAL_BATCH, verbose=0), dtype=np.float64
+        )
         seconds = time.perf_counter() - t0
         pred = probs.argmax(axis=1)
         p_true = np.clip(probs[np.arange(len(y_test)), y_test], 1e-12, 1.0)
         result = RunResult(
-            spec=spec, val_accuracy=float(tr.best_val_accuracy), test_accuracy=float((pred == y_test).mean()),
-            test_loss=float(-np.log(p_true).mean()), y_pred=[int(p) for p in pred], history=tr.history,
+            spec=spec,
+            val_accuracy=float(tr.best_val_accuracy),
+            test_accuracy=float((pred == y_test).mean()),
+            test_loss=float(-np.log(p_true).mean()),
+            y_pred=[int(p) for p in pred],
+            history=tr.history,
             n_params=int(tr.n_params),
             latency_ms=float(tr.latency_ms) if math.isfinite(tr.latency_ms) else None,
-            seconds=seconds, n_train=len(splits.y_train), n_val=len(splits.y_val), stop_reason=tr.stop_reason,
-            best_epoch=tr.best_epoch, device=backend.device_name())
+            seconds=seconds,
+            n_train=len(splits.y_train),
+            n_val=len(splits.y_val),
+            stop_reason=tr.stop_reason,
+            best_epoch=tr.best_epoch,
+            device=backend.device_name(),
+        )
         if details:
             result.architecture = architecture(tr.model)
             result.mistakes = mistakes(x_test_uint8, y_test, probs, MISTAKES_SHOWN)
@@ -362,8 +476,14 @@ def architecture(model: Any) -> list[dict[str, Any]]:
             shape_s = "(" + ", ".join("batch" if d is None else str(d) for d in shape) + ")"
         except (AttributeError, ValueError):
             shape_s = "?"
-        rows.append({"name": layer.name, "type": type(layer).__name__, "output_shape": shape_s,
-                     "params": int(layer.count_params())})
+        rows.append(
+            {
+                "name": layer.name,
+                "type": type(layer).__name__,
+                "output_shape": shape_s,
+                "params": int(layer.count_params()),
+            }
+        )
     return rows
 
 
@@ -379,6 +499,13 @@ def mistakes(x_uint8: np.ndarray, y: np.ndarray, probs: np.ndarray, k: int) -> l
         img = img[..., 0] if img.shape[-1] == 1 else img
         buf = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(img)).save(buf, format="PNG")
-        out.append({"index": int(i), "true": int(y[i]), "pred": int(pred[i]), "confidence": float(probs[i, pred[i]]),
-                    "png": base64.b64encode(buf.getvalue()).decode("ascii")})
+        out.append(
+            {
+                "index": int(i),
+                "true": int(y[i]),
+                "pred": int(pred[i]),
+                "confidence": float(probs[i, pred[i]]),
+                "png": base64.b64encode(buf.getvalue()).decode("ascii"),
+            }
+        )
     return out
