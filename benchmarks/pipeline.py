@@ -129,7 +129,8 @@ def main() -> None:
         mean[name] = statistics.mean(r["epoch_s"][1:])
         print(f"| {name} | {mean[name]:.1f} | {statistics.mean(r['wait_s'][1:]):.1f} |")
     print(
-        f"epoch time ratio autotune / hpo: {mean['autotune'] / mean['hpo']:.2f} (> 1: hpo's pipeline is faster)"
+        f"epoch time ratio autotune / hpo: {mean['autotune'] / mean['hpo']:.2f} "
+        "(> 1: hpo's pipeline is faster)"
     )
 
 

@@ -41,7 +41,8 @@ SEARCHERS = ("hpo", "tpe", "random", "kt_hyperband", "kt_random")
 
 
 class _BudgetSpent(BaseException):
-    """Raised by the budget alarm; a BaseException so that neither Optuna nor KerasTuner records it as a failed trial."""
+    """Raised by the budget alarm; a BaseException so that neither Optuna nor KerasTuner records it
+    as a failed trial."""
 
 
 def run_optuna(name: str, cfg, splits, budget: float, out_dir: Path, args) -> dict:
@@ -137,7 +138,8 @@ def _run_cli(args, cfg, budget: float) -> None:
 
 
 def drop_flag(argv: list[str], flag: str) -> list[str]:
-    """``argv`` without ``flag`` and its value (``--flag V`` or ``--flag=V``), for re-launching a command line."""
+    """``argv`` without ``flag`` and its value (``--flag V`` or ``--flag=V``), for re-launching a
+    command line."""
     out, skip = [], False
     for a in argv:
         if skip:
@@ -307,7 +309,8 @@ def run_lane(name: str, args, tmp: Path) -> dict:
     final_fit = args.final_fit == "train+val"
 
     def test_winner(params: dict, best_epoch) -> tuple[float, str]:
-        # A final fit runs as many epochs as the winner needed in its trial (its best epoch); KerasTuner's: all.
+        # A final fit runs as many epochs as the winner needed in its trial (its best epoch);
+        # KerasTuner's: all.
         epochs = args.retrain_epochs or (best_epoch if final_fit else None) or cfg.budget.epochs
         acc = (
             retrain_and_test(cfg, splits, params, epochs, seed=cfg.seed, final_fit=final_fit)
@@ -424,7 +427,8 @@ def main() -> None:
                 results[n] = json.loads(lane.read_text())
                 if p.returncode != 0:  # searched, but its retrain was interrupted: test accuracy stays nan
                     print(
-                        f"   {n}: retrain did not finish (exit {p.returncode}); its test accuracy is not measured"
+                        f"   {n}: retrain did not finish (exit {p.returncode}); "
+                        "its test accuracy is not measured"
                     )
         else:
             for n in names:
@@ -458,7 +462,8 @@ def main() -> None:
     )
     meta = (
         f"Fashion-MNIST, {first['n_train']} train / {first['n_val']} val images, budget {args.budget:.0f}s "
-        f"per searcher ({layout}, {os.cpu_count()} cores), max {first['epochs']} epochs per trial; each winner "
+        f"per searcher ({layout}, {os.cpu_count()} cores), max {first['epochs']} epochs per trial; "
+        "each winner "
         f"retrained once on {'training + validation' if args.final_fit == 'train+val' else 'training'} images"
     )
     (out / "time_to_accuracy.md").write_text(f"{meta}\n\n{table}\n")

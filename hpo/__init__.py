@@ -6,6 +6,7 @@ Layers; a module imports only from the rows above it (``tests/test_layers.py`` c
   paths backend              where files live; the one door to TensorFlow/Keras
   spaces data models         search spaces; datasets and splits; the model registry
   storage components         storage URLs, checks, the study lock; sampler and pruner registries
+  artifacts                  trained models as Optuna artifacts: atomic store, best-k eviction, loading
   config                     studies/*.toml -> one typed StudyConfig (to_dict / from_dict)
   training                   the fit loop, with per-epoch hooks
   objective console          the Optuna objective; what a run prints

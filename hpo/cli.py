@@ -144,8 +144,8 @@ def run_main(argv: Sequence[str] | None = None) -> int:
         if args.worker is not None
         # workers leave the message to the process that started them
         else (
-            "interrupted: finished trials are saved and the running ones re-queued; run the same command again "
-            "to resume"
+            "interrupted: finished trials are saved and the running ones re-queued; "
+            "run the same command again to resume"
         )
     )
     return _guarded(lambda: cmd_run(args), interrupted=hint)
@@ -323,8 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ""
             if args.worker is not None
             else (
-                "interrupted: finished trials are saved and the running ones re-queued; run the same command again "
-                "to resume"
+                "interrupted: finished trials are saved and the running ones re-queued; "
+                "run the same command again to resume"
             )
         )
         return _guarded(lambda: cmd_run(args), interrupted=hint)

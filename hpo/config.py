@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import optuna
 
-from hpo import components, data, models, storage
+from hpo import artifacts, components, data, models, storage
 from hpo.errors import UserError, choices_hint
 from hpo.paths import resolve_study_path
 from hpo.spaces import SearchSpace, load_space
@@ -71,6 +71,8 @@ class StudyConfig:
     early_stopping: EarlyStopping = EarlyStopping()
     warm_start: tuple[Mapping[str, Any], ...] = ()
     use_warm_start: bool = True  # false (or --no-warm-start): the [[warm_start]] trials are not enqueued
+    artifacts: str | None = None  # where trained models go (default: beside a SQLite/journal file)
+    keep_models: int = 5  # only the best this many completed trials keep their model file
 
     def with_overrides(self, **overrides: Any) -> "StudyConfig":
         """Apply CLI flags (``None`` means "not given") and validate the result again."""
@@ -82,7 +84,7 @@ class StudyConfig:
                 cfg = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, **{key: value}))
             elif key in ("max_train_samples", "data_dir"):
                 cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **{key: value}))
-            elif key in ("seed", "storage", "name", "threads", "workers", "use_warm_start"):
+            elif key in ("seed", "storage", "name", "threads", "workers", "use_warm_start", "artifacts"):
                 cfg = dataclasses.replace(cfg, **{key: value})
             else:
                 raise ValueError(f"unknown override {key}")
@@ -132,6 +134,11 @@ class StudyConfig:
             warm_start=tuple(dict(w) for w in d.get("warm_start") or ()),
         )
 
+    @property
+    def artifact_dir(self) -> Path | None:
+        """Where trained models go: ``artifacts``, else beside a SQLite/journal file; None: not stored."""
+        return Path(self.artifacts) if self.artifacts else artifacts.default_dir(self.storage)
+
     def make_sampler(
         self, *, n_existing_trials: int = 0, worker_index: int | None = None
     ) -> optuna.samplers.BaseSampler:
@@ -169,6 +176,8 @@ _TOP = {
     "early_stopping",
     "warm_start",
     "use_warm_start",
+    "artifacts",
+    "keep_models",
 }
 _SECTIONS = {
     "data": DataConfig,
@@ -222,6 +231,8 @@ def parse_study(raw: Mapping[str, Any], *, path: Path) -> StudyConfig:
         threads=_expect(raw.get("threads", 0), int, f"{where}:threads"),
         workers=_expect(raw.get("workers", 1), int, f"{where}:workers"),
         use_warm_start=_expect(raw.get("use_warm_start", True), bool, f"{where}:use_warm_start"),
+        artifacts=_expect(raw.get("artifacts"), (str, type(None)), f"{where}:artifacts"),
+        keep_models=_expect(raw.get("keep_models", 5), int, f"{where}:keep_models"),
         sampler=_component(raw.get("sampler", {"name": "tpe"}), f"{where}:sampler"),
         pruner=_component(raw.get("pruner", {"name": "median"}), f"{where}:pruner"),
         **sections,
@@ -303,4 +314,8 @@ def _validate(cfg: StudyConfig, *, where: str) -> None:
         raise UserError(f"{where}: workers must be >= 1, got {cfg.workers}")
     components.check_options("sampler", cfg.sampler.name, cfg.sampler.options, where=where)
     components.check_options("pruner", cfg.pruner.name, cfg.pruner.options, where=where)
+    if cfg.keep_models < 1:
+        raise UserError(f"{where}: keep_models must be >= 1, got {cfg.keep_models}")
     storage.check_storage_url(cfg.storage, where=where)
+    if cfg.artifact_dir is not None:
+        artifacts.check_dir(cfg.artifact_dir, where=where)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from typing import Any, Sequence, TextIO
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
 
 from hpo.errors import one_line
 from hpo.paths import study_argument
 from hpo.storage import describe_storage
+from hpo.training import EpochEnd, EpochHook
 
 DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -79,7 +84,8 @@ def print_summary(study: optuna.Study, cfg: Any, *, out: TextIO) -> None:
     if any(t.state == TrialState.COMPLETE for t in trials):
         best = study.best_trial
         print(
-            f"best: trial {best.number} val_acc={best.value:.4f} ({best.user_attrs.get('n_params', '?')} params, "
+            f"best: trial {best.number} val_acc={best.value:.4f} "
+            f"({best.user_attrs.get('n_params', '?')} params, "
             f"best epoch {best.user_attrs.get('best_epoch', '?')}): {params_text(best.params)}",
             file=out,
         )
@@ -91,3 +97,67 @@ def print_summary(study: optuna.Study, cfg: Any, *, out: TextIO) -> None:
     print(
         f"report:    hpo report --study {study_arg} --study-name {cfg.name} --storage {cfg.storage}", file=out
     )
+
+
+class Progress:
+    """What a running study shows: one line per finished trial on ``out`` (scripts may parse it), and,
+    on stderr, the running trial's epoch and validation accuracy: in the bar over trials on a terminal
+    (or with ``HPO_PROGRESS=1``), else one line per epoch."""
+
+    def __init__(self, *, total: int, out: TextIO, enabled: bool = True):
+        self.out = out
+        bar = enabled and (sys.stderr.isatty() or os.environ.get("HPO_PROGRESS") == "1")
+        self.epoch_lines = enabled and not bar
+        self.bar = tqdm(total=max(0, total), desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True,
+                        disable=not bar)
+
+    def say(self, line: str) -> None:
+        # One write per line: workers share the parent's stdout, and tqdm.write's two writes
+        # (text, then newline) interleave between processes when stdout is unbuffered.
+        with tqdm.external_write_mode(file=self.out):  # clears and redraws the bar around the line
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def trial_done(self) -> None:
+        self.bar.update(1)
+
+    def epoch(self, text: str) -> None:
+        if not self.bar.disable:
+            self.bar.set_postfix_str(text)
+        elif self.epoch_lines:
+            print(text, file=sys.stderr, flush=True)
+
+    def epoch_hook(self, trial: optuna.trial.BaseTrial) -> EpochHook:
+        started = time.perf_counter()
+
+        def hook(end: EpochEnd) -> None:
+            acc = end.logs.get("val_accuracy")
+            shown = (
+                f"val_acc {acc:.4f}" if acc is not None else f"loss {end.logs.get('loss', float('nan')):.4f}"
+            )
+            self.epoch(f"trial {trial.number} epoch {end.epoch}/{end.epochs}: {shown} "
+                       f"({time.perf_counter() - started:.0f}s)")
+
+        return hook
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class RunningWatch:
+    """For a parent of worker processes: the epochs its workers store, as :meth:`Progress.epoch` lines."""
+
+    def __init__(self, study: optuna.Study, progress: Progress):
+        self.study, self.progress = study, progress
+        self.seen: dict[int, int] = {}
+
+    def __call__(self) -> None:
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if not t.intermediate_values:
+                continue
+            step = max(t.intermediate_values)
+            if self.seen.get(t.number) != step:
+                self.seen[t.number] = step
+                self.progress.epoch(
+                    f"trial {t.number} epoch {step}: val_acc {t.intermediate_values[step]:.4f}"
+                )

@@ -68,7 +68,8 @@ class DatasetSpec:
     name: str
     description: str
     load: Callable[[Path | None], Raw]
-    # mean/std of the training pixels scaled to [0, 1], for "standardize" (the values of the Fashion-MNIST custom-CNN study)
+    # mean/std of the training pixels scaled to [0, 1], for "standardize"
+    # (the values of the Fashion-MNIST custom-CNN study)
     mean: float | None = None
     std: float | None = None
     how_to_get: str = ""
@@ -97,7 +98,8 @@ class Splits:
 
     def for_final_fit(self) -> "Splits":
         """Training and validation images as one training set, with no validation: the final fit of a
-        chosen configuration once the search is over (its epochs come from the search, not from early stopping)."""
+        chosen configuration once the search is over (its epochs come from the search, not from
+        early stopping)."""
         return replace(
             self,
             x_train=np.concatenate([self.x_train, self.x_val]),
@@ -434,7 +436,8 @@ def normalize(x: np.ndarray, normalization: str, mean: float, std: float) -> np.
 
 
 def split_indices(y: np.ndarray, *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified, seeded train/validation split (48,000 / 12,000 on Fashion-MNIST, as in the custom-CNN study)."""
+    """Stratified, seeded train/validation split (48,000 / 12,000 on Fashion-MNIST, as in the
+    custom-CNN study)."""
 
     idx = np.arange(len(y))
     tr, va = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=y)

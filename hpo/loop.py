@@ -9,7 +9,6 @@ is still working. What is published after a trial (dashboard curves) comes in as
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from typing import Any, Callable, Sequence, TextIO
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from tqdm import tqdm
 
 from hpo import console
 from hpo.config import StudyConfig
@@ -152,7 +150,8 @@ def requeue_interrupted(study: optuna.Study, number: int) -> bool:
     """Queue a copy of trial ``number`` (failed by an interrupt) to run again, keeping its warm-start mark.
 
     Returns False, queueing nothing, when the trial is not failed: it had finished just before the interrupt,
-    or the interrupt cut Optuna's storing of it short (left RUNNING, the heartbeat re-queues it on the next run).
+    or the interrupt cut Optuna's storing of it short (left RUNNING, the heartbeat re-queues it on the
+    next run).
     """
     trial = study.get_trials(deepcopy=False)[number]
     if trial.state != TrialState.FAIL:
@@ -181,7 +180,7 @@ class TrialLoop:
         cfg: StudyConfig,
         *,
         out: TextIO | None = None,
-        progress: bool = True,
+        progress: bool | console.Progress = True,
         on_trial_end: Sequence[TrialEndHook] = (),
     ):
         self.study, self.objective, self.cfg = study, objective, cfg
@@ -194,23 +193,12 @@ class TrialLoop:
         self.failures = 0
         self.current: int | None = None  # the number of the trial this process is running
         self._elsewhere: list[int] = []  # trials RUNNING in other processes when the budget is taken
-        show = progress and (sys.stderr.isatty() or os.environ.get("HPO_PROGRESS") == "1")
-        self.bar = tqdm(
-            total=max(0, self.n - console.count_done(study)),
-            desc="trials",
-            unit="trial",
-            file=sys.stderr,
-            dynamic_ncols=True,
-            disable=not show,
-        )
-
-    def say(self, line: str) -> None:
-        # One write per line: workers share the parent's stdout, and tqdm.write's two writes
-        # (text, then newline) interleave between processes when stdout is unbuffered.
-
-        with tqdm.external_write_mode(file=self.out):  # clears and redraws the bar around the line
-            self.out.write(line + "\n")
-            self.out.flush()
+        if isinstance(progress, console.Progress):
+            self.progress = progress
+        else:
+            total = self.n - console.count_done(study)
+            self.progress = console.Progress(total=total, out=self.out, enabled=progress)
+        self.say = self.progress.say
 
     def run(self) -> int:
         optimize_log = logging.getLogger("optuna.study._optimize")
@@ -238,7 +226,8 @@ class TrialLoop:
                 if not self.heartbeat:  # without a heartbeat a crashed process's trial cannot be adopted
                     self.say(
                         f"stopping: the rest of the budget is trials {self._elsewhere}, RUNNING in another "
-                        "process; if a crash left them, this storage has no heartbeat to re-queue them: raise "
+                        "process; if a crash left them, this storage has no heartbeat to re-queue them: "
+                        "raise "
                         "--n-trials to run that many more, or use an SQLite/PostgreSQL storage (whose "
                         "heartbeat re-queues them)"
                     )
@@ -247,7 +236,7 @@ class TrialLoop:
                     min(5.0, HEARTBEAT_SECONDS)
                 )  # others' trials are running (or their re-queued copies)
         finally:
-            self.bar.close()
+            self.progress.close()
         print(f"ran for {time.time() - started:.0f}s", file=self.out)
         return too_many
 
@@ -289,7 +278,7 @@ class TrialLoop:
     def _on_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.say(console.trial_line(trial))
         if trial.state in console.DONE_STATES:
-            self.bar.update(1)
+            self.progress.trial_done()
         elif trial.state == TrialState.FAIL:
             self.failures += 1
         for hook in self.on_trial_end:

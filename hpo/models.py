@@ -198,7 +198,8 @@ def seed003_cifar10(input_shape=(32, 32, 3), num_classes=10):
 
 
 def seed004_mnist(input_shape=(28, 28, 1), num_classes=10):
-    """The NumPy CNN of SOURCES['004']: conv 8@3x3 padding 1 (He init), max-pool 2, dense 128, softmax; SGD."""
+    """The NumPy CNN of SOURCES['004']: conv 8@3x3 padding 1 (He init), max-pool 2, dense 128,
+    softmax; SGD."""
     _, L = _layers()
     return _sequential(
         input_shape,
@@ -394,7 +395,8 @@ def fashion_cnn(
     baseline: conv(f) - pool - conv(2f) - pool - dense - output (the study's 32/64 when f = 32);
               a single Dropout before the output when dropout > 0.
     extended: the baseline plus one conv(2f) and three Dropout layers (the study's section 4.2).
-    double:   two convs per block, conv(f) x2 - pool - conv(2f) x2 - pool (the Fashion CNN layout of SOURCES['000']),
+    double:   two convs per block, conv(f) x2 - pool - conv(2f) x2 - pool
+              (the Fashion CNN layout of SOURCES['000']),
               with the extended variant's three Dropout layers; about 3x the extended variant's compute.
     L2 applies to every conv and dense kernel; BatchNorm (optional) follows each conv.
     """

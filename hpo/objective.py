@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import optuna
 
-from hpo import training
+from hpo import artifacts, training
 from hpo.components import trial_seed
 from hpo.config import StudyConfig
 from hpo.data import Splits
@@ -43,7 +43,9 @@ class Objective:
     """``study.optimize(Objective(cfg, splits))``: returns the trial's best validation accuracy.
 
     ``epoch_hooks(trial)`` make extra per-epoch hooks for a trial; ``after_training`` run once the fit
-    ended, before the trial is told its result.
+    ended, before the trial is told its result. With a ``store``, a trial that completes uploads the
+    model of its best-``val_accuracy`` epoch (the one its value measures) as a ``.keras`` artifact
+    while it is still RUNNING; pruned and failed trials store none.
     """
 
     def __init__(
@@ -53,8 +55,9 @@ class Objective:
         *,
         epoch_hooks: Sequence[Callable[[optuna.trial.BaseTrial], training.EpochHook]] = (),
         after_training: Sequence[AfterTraining] = (),
+        store: artifacts.AtomicFileSystemArtifactStore | None = None,
     ):
-        self.cfg, self.splits = cfg, splits
+        self.cfg, self.splits, self.store = cfg, splits, store
         self.epoch_hooks, self.after_training = tuple(epoch_hooks), tuple(after_training)
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
@@ -64,7 +67,8 @@ class Objective:
         trial.set_user_attr("seed", seed)
         result = None
         try:
-            hooks = [pruning_hook(trial), *(make(trial) for make in self.epoch_hooks)]
+            best = training.BestWeights()
+            hooks = [best, pruning_hook(trial), *(make(trial) for make in self.epoch_hooks)]
             result = training.train(
                 cfg.model,
                 params,
@@ -84,6 +88,9 @@ class Objective:
                 raise TrainingDiverged(reason)
             if result.stop_reason == "pruned":
                 raise optuna.TrialPruned(f"pruned at epoch {len(result.epoch_seconds)}")
+            if self.store is not None and best.weights is not None and isinstance(trial, optuna.Trial):
+                result.model.set_weights(best.weights)
+                artifacts.upload_model(trial, result.model, self.store)
             return result.best_val_accuracy
         except (optuna.TrialPruned, TrainingDiverged):
             raise

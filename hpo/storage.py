@@ -175,7 +175,8 @@ def enable_sqlite_wal(storage: optuna.storages.BaseStorage) -> None:
 
 
 def open_existing_study(url: str, name: str, *, how_to_create: str = "run `hpo run` first") -> optuna.Study:
-    """Load a study that must already exist, without a heartbeat thread; never creates a database or a study."""
+    """Load a study that must already exist, without a heartbeat thread; never creates a database
+    or a study."""
     check_storage_url(url, where="--storage")
     where = describe_storage(url)
     path = storage_path(url)

@@ -13,12 +13,12 @@ from typing import TextIO
 
 import optuna
 
-from hpo import backend, console, data, workers
+from hpo import artifacts, backend, console, data, workers
 from hpo.config import StudyConfig
 from hpo.errors import TooManyFailures, UserError, WorkersFailed
 from hpo.loop import Hooks, TrialLoop, open_study
 from hpo.objective import Objective
-from hpo.storage import open_existing_study
+from hpo.storage import StudyLock, open_existing_study
 
 
 def run(
@@ -40,9 +40,8 @@ def run(
     out = out or sys.stdout
     backend.set_verbose(verbose)
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
-    if (
-        not verbose
-    ):  # heartbeat options are flagged experimental/deprecated across Optuna 4-5: noise for users
+    # heartbeat options are flagged experimental/deprecated across Optuna 4-5: noise for users
+    if not verbose:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
     splits = data.load_splits(
@@ -56,7 +55,8 @@ def run(
     parent = worker is None
     if parent:
         print(
-            f"data: {cfg.dataset} from {splits.source}: {len(splits.y_train)} train / {len(splits.y_val)} val "
+            f"data: {cfg.dataset} from {splits.source}: "
+            f"{len(splits.y_train)} train / {len(splits.y_val)} val "
             f"images, {splits.input_shape}, {cfg.data.normalization} normalization",
             file=out,
         )
@@ -66,7 +66,12 @@ def run(
         del splits
         study = open_study(cfg)
         console.announce(study, cfg, out)
-        failed = workers.run_workers(cfg, n_workers, out, verbose=verbose)
+        progress = console.Progress(total=0, out=out)
+        try:
+            watch = console.RunningWatch(study, progress)
+            failed = workers.run_workers(cfg, n_workers, out, verbose=verbose, watch=watch)
+        finally:
+            progress.close()
     else:
         if not parent:
             workers.interrupt_once()
@@ -74,10 +79,22 @@ def run(
         study = open_study(cfg, worker_index=worker)
         if parent:
             console.announce(study, cfg, out)
-        objective = Objective(cfg, splits, epoch_hooks=hooks.epoch, after_training=hooks.after_training)
-        n_failed = TrialLoop(
-            study, objective, cfg, out=out, progress=parent, on_trial_end=hooks.trial_end
-        ).run()
+        store, trial_end = None, list(hooks.trial_end)
+        if cfg.artifact_dir is not None:
+            store = artifacts.open_store(cfg.artifact_dir)
+            lock = StudyLock(cfg.storage, cfg.name)
+            trial_end.append(lambda st, _: artifacts.evict(st, store, keep=cfg.keep_models, lock=lock))
+        elif parent:
+            print(
+                "models: not stored (a server storage has no folder beside it); pass --artifacts DIR",
+                file=out,
+            )
+        progress = console.Progress(
+            total=cfg.budget.n_trials - console.count_done(study), out=out, enabled=parent
+        )
+        objective = Objective(cfg, splits, epoch_hooks=[*hooks.epoch, progress.epoch_hook],
+                              after_training=hooks.after_training, store=store)
+        n_failed = TrialLoop(study, objective, cfg, out=out, progress=progress, on_trial_end=trial_end).run()
     if parent:
         console.print_summary(study, cfg, out=out)
     if failed:

@@ -81,6 +81,23 @@ class TrainResult:
     latency_ms: float = float("nan")
 
 
+class BestWeights:
+    """An epoch hook that keeps a copy of the weights of the best-``val_accuracy`` epoch so far.
+
+    Keras's EarlyStopping restores the best-``val_loss`` weights, which can differ; the trial's value is
+    the best ``val_accuracy``, and the model stored with the trial must be the one that reached it.
+    """
+
+    def __init__(self) -> None:
+        self.best = -math.inf
+        self.weights: list | None = None
+
+    def __call__(self, end: EpochEnd) -> None:
+        acc = end.logs.get("val_accuracy")
+        if acc is not None and acc > self.best:
+            self.best, self.weights = acc, [w.copy() for w in end.model.get_weights()]
+
+
 def _monitor_class():
     keras = backend.keras()
 

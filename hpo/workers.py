@@ -12,10 +12,11 @@ import signal
 import subprocess
 import sys
 import time
-from typing import TextIO
+from typing import Callable, TextIO
 
 from hpo.config import StudyConfig
 
+WATCH_SECONDS = 2.0
 WORKER_GRACE_SECONDS = 30  # after Ctrl-C: how long workers get to store their interrupted trials
 
 
@@ -37,8 +38,11 @@ def worker_command(cfg: StudyConfig, index: int, *, threads: int, verbose: bool 
     return cmd + (["-v"] if verbose else [])
 
 
-def run_workers(cfg: StudyConfig, n_workers: int, out: TextIO, *, verbose: bool = False) -> list[int]:
+def run_workers(cfg: StudyConfig, n_workers: int, out: TextIO, *, verbose: bool = False,
+                watch: Callable[[], None] | None = None) -> list[int]:
     """Run ``n_workers`` worker processes to the end; returns the exit codes of those that failed.
+
+    ``watch`` runs every :data:`WATCH_SECONDS` while they run (the parent shows their epochs).
 
     Ctrl-C reaches the workers too (one process group); a plain SIGINT to this process alone is passed
     on. Either way each worker gets time to store its interrupted trial (and re-queue it) before
@@ -54,6 +58,10 @@ def run_workers(cfg: StudyConfig, n_workers: int, out: TextIO, *, verbose: bool 
         for i in range(n_workers)
     ]
     try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(WATCH_SECONDS)
+            if watch is not None:
+                watch()
         codes = [p.wait() for p in procs]
     except KeyboardInterrupt:
         _stop(procs)
@@ -73,7 +81,8 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             p.terminate()
             p.wait()
             print(
-                f"worker {i} did not stop within {WORKER_GRACE_SECONDS}s of the interrupt and was terminated; "
+                f"worker {i} did not stop within {WORKER_GRACE_SECONDS}s of the interrupt "
+                "and was terminated; "
                 "the heartbeat re-queues its trial on the next run",
                 file=sys.stderr,
             )

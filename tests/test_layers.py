@@ -19,6 +19,7 @@ LAYERS = [
     {"paths", "backend"},
     {"spaces", "data", "models"},
     {"storage", "components"},
+    {"artifacts"},
     {"config"},
     {"training"},
     {"objective", "console"},

@@ -17,7 +17,8 @@ def test_fashion_study_on_a_real_subset(tmp_path):
     if not (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").is_file():
         if os.environ.get("CI"):
             pytest.fail(
-                f"real Fashion-MNIST missing at {DEBIAN_FASHION}: .ci/run must apt-get install dataset-fashion-mnist"
+                f"real Fashion-MNIST missing at {DEBIAN_FASHION}: "
+                ".ci/run must apt-get install dataset-fashion-mnist"
             )
         pytest.skip("real Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
     db = tmp_path / "fashion.db"
@@ -39,5 +40,6 @@ def test_fashion_study_on_a_real_subset(tmp_path):
     study = optuna.load_study(study_name="fashion", storage=f"sqlite:///{db}")
     done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(done) == 2
-    # The first trial is the enqueued warm start (the double variant); one epoch on 2000 real images beats chance.
+    # The first trial is the enqueued warm start (the double variant);
+    # one epoch on 2000 real images beats chance.
     assert study.trials[0].user_attrs.get("warm_start") and study.trials[0].value > 0.5

@@ -38,7 +38,8 @@ def test_workers_started_together_draw_different_configurations(tmp_path):
 
 @contextlib.contextmanager
 def _optuna_messages():
-    """The messages of the records Optuna's trial loop logs, after hpo's filters (in a list filled as they come)."""
+    """The messages of the records Optuna's trial loop logs, after hpo's filters
+    (in a list filled as they come)."""
     messages: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: messages.append(record.getMessage())
@@ -60,7 +61,8 @@ def test_ctrl_c_requeues_the_running_trial_so_a_warm_start_is_not_lost(tmp_path)
 
     with _optuna_messages() as messages, pytest.raises(KeyboardInterrupt):
         loop.TrialLoop(study, interrupted, cfg, out=io.StringIO(), progress=False).run()
-    # Optuna's two "Trial 0 failed ..." warnings (one with the stack) are dropped: the trial is re-queued, no error.
+    # Optuna's two "Trial 0 failed ..." warnings (one with the stack) are dropped:
+    # the trial is re-queued, no error.
     assert not [m for m in messages if "Trial 0" in m]
     first, copy = study.get_trials(deepcopy=False)
     assert first.state == TrialState.FAIL  # Optuna stores the interrupted trial as failed
@@ -153,7 +155,8 @@ def test_a_trial_that_raises_fails_with_its_reason_and_the_study_goes_on(tmp_pat
 
 
 def test_an_interrupt_that_cuts_optunas_storing_short_says_so(tmp_path, monkeypatch):
-    # Ctrl-C while Optuna stops the trial's heartbeat (after the objective): the trial stays RUNNING, unstored.
+    # Ctrl-C while Optuna stops the trial's heartbeat (after the objective):
+    # the trial stays RUNNING, unstored.
     cfg = config.load_study(str(write_study(tmp_path, n_trials=1)))
 
     @contextlib.contextmanager
@@ -175,10 +178,12 @@ def test_an_interrupt_that_cuts_optunas_storing_short_says_so(tmp_path, monkeypa
 
 
 def test_after_ctrl_c_a_worker_that_does_not_stop_or_exits_badly_is_named(monkeypatch, capsys):
-    scripts = [  # worker 0 ignores the interrupt (so it is terminated after the grace), worker 1 exits 3 on it
-        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)",
-        "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: sys.exit(3)); print('ready', flush=True); "
-        "time.sleep(60)",
+    # worker 0 ignores the interrupt (so it is terminated after the grace), worker 1 exits 3 on it
+    scripts = [
+        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(60)",
+        "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: sys.exit(3)); "
+        "print('ready', flush=True); time.sleep(60)",
     ]
     monkeypatch.setattr(workers, "worker_command", lambda cfg, i, **kw: [sys.executable, "-c", scripts[i]])
     monkeypatch.setattr(workers, "WORKER_GRACE_SECONDS", 1)

@@ -72,7 +72,8 @@ def build_report(
     )
     data = collect_mod.collect(st, storage=where, top_k=top_k, config=run_cfg.to_dict())
     log(
-        f"study {data.name!r} in {where}: {', '.join(f'{n} {s}' for s, n in data.state_counts.items() if n)}; "
+        f"study {data.name!r} in {where}: "
+        f"{', '.join(f'{n} {s}' for s, n in data.state_counts.items() if n)}; "
         f"best trial {data.best.number} (val accuracy {data.best.value:.4f})"
     )
 

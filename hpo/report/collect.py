@@ -286,7 +286,10 @@ def make_flags(
     flags: list[Flag] = []
     for b in boundary:
         scale = "log range" if b.log else "range"
-        where = f"{b.param} = {console.fmt(b.value)} in [{console.fmt(b.low)}, {console.fmt(b.high)}] ({b.position:.0%} of the {scale})"
+        where = (
+            f"{b.param} = {console.fmt(b.value)} in [{console.fmt(b.low)}, {console.fmt(b.high)}] "
+            f"({b.position:.0%} of the {scale})"
+        )
         if b.at_edge:
             flags.append(
                 Flag(

@@ -81,7 +81,8 @@ class BestSummary:
 def mean_ci(
     values: Sequence[float], *, level: float = LEVEL, bounds: tuple[float, float] | None = None
 ) -> MeanCI:
-    """Mean, sd and the t-interval of the mean over seeds; ``bounds`` clips the interval (accuracies: 0..1)."""
+    """Mean, sd and the t-interval of the mean over seeds; ``bounds`` clips the interval
+    (accuracies: 0..1)."""
 
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if len(x) == 0:

@@ -127,7 +127,8 @@ def search_plots(study: optuna.Study, data: StudyData) -> list[Plot]:
 
 
 def _curves_figure(series: Sequence[tuple[str, str, Mapping[str, list[float]]]], *, height: int):
-    """Loss and accuracy per epoch, one colour per ``(group, name, history)``: validation solid, train dotted."""
+    """Loss and accuracy per epoch, one colour per ``(group, name, history)``: validation solid,
+    train dotted."""
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
     for i, (group, name, history) in enumerate(series):

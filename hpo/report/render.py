@@ -42,10 +42,12 @@ body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; 
 header { background: #16324f; color: #fff; padding: 18px 32px; }
 header h1 { margin: 0 0 4px; font-size: 24px; word-break: break-all; }
 header p { margin: 0; color: #cfd8e3; }
-nav { background: #fff; border-bottom: 1px solid var(--line); padding: 8px 32px; position: sticky; top: 0; z-index: 5; }
+nav { background: #fff; border-bottom: 1px solid var(--line); padding: 8px 32px; \
+position: sticky; top: 0; z-index: 5; }
 nav a { margin-right: 18px; color: #16324f; text-decoration: none; font-weight: 600; }
 main { max-width: 1400px; margin: 0 auto; padding: 16px 32px 48px; }
-section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 8px 24px 20px; margin: 18px 0; }
+section { background: #fff; border: 1px solid var(--line); border-radius: 6px; \
+padding: 8px 24px 20px; margin: 18px 0; }
 h2 { border-bottom: 2px solid #16324f; padding-bottom: 4px; }
 h3 { margin-top: 28px; }
 table { border-collapse: collapse; margin: 8px 0 14px; font-size: 14px; }
@@ -57,11 +59,14 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .note { font-size: 13px; margin: 2px 0 10px; }
 .badge { display: inline-block; min-width: 48px; text-align: center; border-radius: 10px; padding: 0 8px;
          font-size: 12px; font-weight: 700; color: #fff; text-transform: uppercase; }
-.badge.ok { background: var(--ok); } .badge.warn { background: var(--warn); } .badge.info { background: var(--info); }
+.badge.ok { background: var(--ok); } .badge.warn { background: var(--warn); } \
+.badge.info { background: var(--info); }
 .glance { display: grid; grid-template-columns: repeat(3, 1fr); gap: 14px; }
-.glance div { background: #fff; border: 1px solid var(--line); border-left: 5px solid #16324f; border-radius: 6px; padding: 10px 14px; }
+.glance div { background: #fff; border: 1px solid var(--line); border-left: 5px solid #16324f; \
+border-radius: 6px; padding: 10px 14px; }
 .glance h3 { margin: 0 0 6px; font-size: 15px; text-transform: uppercase; color: var(--muted); }
-.missing { background: #fff6e5; border: 1px solid #f0c36d; border-radius: 6px; padding: 8px 14px; margin: 10px 0; }
+.missing { background: #fff6e5; border: 1px solid #f0c36d; border-radius: 6px; \
+padding: 8px 14px; margin: 10px 0; }
 .plot { margin: 6px 0 18px; }
 .grid { display: flex; flex-wrap: wrap; gap: 8px; }
 .grid figure { margin: 0; width: 104px; text-align: center; font-size: 11px; }
@@ -192,10 +197,14 @@ def glance(data: StudyData, best: BestSummary | None, rows: Mapping[str, Sequenc
             ps = f", McNemar {'; '.join(pvalue(m.p_value) for m in r.mcnemar)}" if r.mcnemar else ""
             ps += " (one per seed)" if len(r.mcnemar) > 1 else ""
             lines.append(
-                f"<li>{esc(r.label)}: {esc(pct(r.measured.mean))} ({esc(f'{100 * d:+.2f}')} points{esc(ps)})</li>"
+                f"<li>{esc(r.label)}: {esc(pct(r.measured.mean))} "
+                f"({esc(f'{100 * d:+.2f}')} points{esc(ps)})</li>"
             )
     if lines:
-        compare = f"<p>On {esc(DATASET_TITLES.get(home, home))}, best model vs references measured here:</p><ul>{''.join(lines)}</ul>"
+        compare = (
+            f"<p>On {esc(DATASET_TITLES.get(home, home))}, best model vs references measured here:</p>"
+            f"<ul>{''.join(lines)}</ul>"
+        )
     else:
         compare = "<p>No reference was measured on this dataset (see section 6).</p>"
     return (
@@ -254,7 +263,8 @@ def summary_section(data: StudyData, retrain: RetrainData | None) -> str:
             (
                 "data",
                 f"{d.get('normalization')} normalization, validation fraction {fmt(d.get('val_fraction'))}, "
-                f"max train samples {fmt(d.get('max_train_samples')) if d.get('max_train_samples') else 'all'}",
+                "max train samples "
+                f"{fmt(d.get('max_train_samples')) if d.get('max_train_samples') else 'all'}",
             ),
             ("seed", c.get("seed")),
         ]
@@ -635,6 +645,8 @@ def page(
         f"<title>hpo report: {esc(data.name)}</title><style>{CSS}</style>"
         f'<script type="text/javascript">{plotly_js}</script></head><body>'
         f"<header><h1>hpo report: {esc(data.name)}</h1><p>{esc(DATASET_TITLES.get(home, home))} · "
-        f"{esc(data.config.get('model', ''))} · {esc(len(data.trials))} trials · generated {esc(now)}{esc(built)}"
-        f"</p></header><nav>{nav}</nav><main>{glance(data, best, rows, home)}{sections}{cmd}</main></body></html>\n"
+        f"{esc(data.config.get('model', ''))} · {esc(len(data.trials))} trials · "
+        f"generated {esc(now)}{esc(built)}"
+        f"</p></header><nav>{nav}</nav>"
+        f"<main>{glance(data, best, rows, home)}{sections}{cmd}</main></body></html>\n"
     )

@@ -220,7 +220,8 @@ def plan_runs(
 
 
 class Cache:
-    """``{"version", "runs": {key: result}, "datasets": {name: status}}`` in one JSON file, written atomically."""
+    """``{"version", "runs": {key: result}, "datasets": {name: status}}`` in one JSON file,
+    written atomically."""
 
     def __init__(self, path: Path, *, log: Log = print):
         self.path = path
@@ -352,7 +353,8 @@ def run_all(
         hit = None if force else cache.get(spec)
         if hit is not None and (sets.cached_status(spec.dataset) or sets.load(spec.dataset)):
             log(
-                f"cached: {spec.label} on {spec.dataset} (seed {spec.seed}): test accuracy {hit.test_accuracy:.4f}"
+                f"cached: {spec.label} on {spec.dataset} (seed {spec.seed}): "
+                f"test accuracy {hit.test_accuracy:.4f}"
             )
             results.append(hit)
             continue
@@ -369,7 +371,8 @@ def run_all(
             backend.configure(threads=threads)
             tf_ready = True
         log(
-            f"{prefix} training {spec.label} on {spec.dataset} (seed {spec.seed}, at most {spec.epochs} epoch(s))"
+            f"{prefix} training {spec.label} on {spec.dataset} "
+            f"(seed {spec.seed}, at most {spec.epochs} epoch(s))"
         )
         t = time.perf_counter()
         result = train_and_evaluate(
