@@ -13,8 +13,8 @@ Layers; a module imports only from the rows above it (``tests/test_layers.py`` c
   loop                       opening a study and the trial loop (TrialLoop); Hooks for the layers above
   workers                    worker processes and signals
   study                      run(): data -> study -> loop or workers -> summary
-  dashboard report           optuna-dashboard and its curve hooks; the HTML report
-  cli                        argument parsing: ``hpo run | report | dashboard | list``
+  dashboard report export    optuna-dashboard and its curve hooks; the HTML report; CSV/JSON/.keras export
+  cli                        argument parsing: ``hpo run | report | dashboard | export | list``
 """
 
 from __future__ import annotations

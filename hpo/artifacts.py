@@ -86,8 +86,12 @@ def upload_model(trial: optuna.trial.BaseTrial, model: Any, store: AtomicFileSys
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"trial{trial.number}{MODEL_SUFFIX}"
         model.save(path)
-        return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial,
-                               mimetype="application/octet-stream")
+        return upload_artifact(
+            artifact_store=store,
+            file_path=str(path),
+            study_or_trial=trial,
+            mimetype="application/octet-stream",
+        )
 
 
 def evicted(study: optuna.Study) -> set[int]:

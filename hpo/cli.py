@@ -1,4 +1,4 @@
-"""The command line: ``hpo run | report | dashboard | list`` and the ``python -m hpo.*`` forms.
+"""The command line: ``hpo run | report | dashboard | export | list`` and the ``python -m hpo.*`` forms.
 
 Argument parsing only; the work is in ``study``, ``report`` and ``dashboard``. Every command returns an
 exit code: 0, 1 for a failed run, 2 for bad input (one line, no traceback), 130 after Ctrl-C.
@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
-from hpo import config, dashboard, data, models, paths, study
+from hpo import config, dashboard, data, export, models, paths, study
 from hpo.components import PRUNERS, SAMPLERS
 from hpo.errors import RunError, UserError
 from hpo.report import build as report_build
@@ -58,6 +59,11 @@ def _study_flags(p: argparse.ArgumentParser) -> None:
         "(default: the study file's)",
     )
     p.add_argument("--study-name", help="name of the study inside the storage (default: the file's `name`)")
+    p.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        help="where trained models are stored (default: beside a SQLite/journal file, e.g. runs/x.artifacts)",
+    )
 
 
 # --- hpo run -------------------------------------------------------------------------------------
@@ -117,6 +123,7 @@ def resolve(args: argparse.Namespace) -> config.StudyConfig:
         threads=args.threads,
         workers=args.n_workers,
         use_warm_start=False if args.no_warm_start else None,
+        artifacts=args.artifacts,
     )
 
 
@@ -204,6 +211,12 @@ def add_report_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument("--force-retrain", action="store_true", help="ignore the cache and train everything again")
     p.add_argument(
+        "--no-retrain",
+        action="store_true",
+        help="train nothing: the report from the winner's stored model alone "
+        "(references as published numbers)",
+    )
+    p.add_argument(
         "--top-k",
         type=int,
         default=report_collect.TOP_K,
@@ -241,6 +254,8 @@ def cmd_report(args: argparse.Namespace, argv: Sequence[str] | None = None) -> i
         references=args.references,
         max_train_samples=args.max_train_samples,
         force_retrain=args.force_retrain,
+        no_retrain=args.no_retrain,
+        artifacts=args.artifacts,
         top_k=args.top_k,
         threads=args.threads,
         verbose=args.verbose,
@@ -274,8 +289,10 @@ def add_dashboard_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    cfg = config.load_study(args.study).with_overrides(storage=args.storage, name=args.study_name)
-    dashboard.serve(cfg.storage, cfg.name, host=args.host, port=args.port)
+    cfg = config.load_study(args.study).with_overrides(
+        storage=args.storage, name=args.study_name, artifacts=args.artifacts
+    )
+    dashboard.serve(cfg.storage, cfg.name, artifact_dir=cfg.artifact_dir, host=args.host, port=args.port)
     return 0
 
 
@@ -292,6 +309,42 @@ def dashboard_main(argv: Sequence[str] | None = None) -> int:
     return _guarded(lambda: cmd_dashboard(args), interrupted="")
 
 
+# --- hpo export ----------------------------------------------------------------------------------
+
+
+def add_export_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    _study_flags(p)
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="the folder to write trials.csv, curves.csv, study.json and best_model.keras into",
+    )
+    p.add_argument("--force", action="store_true", help="write into an --out folder that is not empty")
+    return p
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    cfg = config.load_study(args.study).with_overrides(
+        storage=args.storage, name=args.study_name, artifacts=args.artifacts
+    )
+    for path in export.export(cfg, Path(args.out), force=args.force):
+        print(f"wrote {path}")
+    return 0
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m hpo.export``."""
+    parser = add_export_flags(OneLineParser(prog="python -m hpo.export", description=EXPORT_HELP))
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
+    return _guarded(lambda: cmd_export(args), interrupted="")
+
+
+EXPORT_HELP = "Write a study's trials and curves (CSV), config and summary (JSON) and best model (.keras)."
+
+
 # --- hpo -----------------------------------------------------------------------------------------
 
 
@@ -305,6 +358,11 @@ def parser() -> argparse.ArgumentParser:
         )
     )
     add_dashboard_flags(sub.add_parser("dashboard", help="browse a study in optuna-dashboard"))
+    add_export_flags(
+        sub.add_parser(
+            "export", help="write a study's trials, curves and best model to files", description=EXPORT_HELP
+        )
+    )
     sub.add_parser("list", help="the available studies, spaces, models, datasets, samplers and pruners")
     return p
 
@@ -332,4 +390,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guarded(lambda: cmd_report(args, argv[1:]), interrupted=REPORT_INTERRUPTED)
     if args.command == "dashboard":
         return _guarded(lambda: cmd_dashboard(args), interrupted="")
+    if args.command == "export":
+        return _guarded(lambda: cmd_export(args), interrupted="")
     return _guarded(cmd_list, interrupted="")

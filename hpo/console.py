@@ -108,8 +108,14 @@ class Progress:
         self.out = out
         bar = enabled and (sys.stderr.isatty() or os.environ.get("HPO_PROGRESS") == "1")
         self.epoch_lines = enabled and not bar
-        self.bar = tqdm(total=max(0, total), desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True,
-                        disable=not bar)
+        self.bar = tqdm(
+            total=max(0, total),
+            desc="trials",
+            unit="trial",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            disable=not bar,
+        )
 
     def say(self, line: str) -> None:
         # One write per line: workers share the parent's stdout, and tqdm.write's two writes
@@ -135,8 +141,10 @@ class Progress:
             shown = (
                 f"val_acc {acc:.4f}" if acc is not None else f"loss {end.logs.get('loss', float('nan')):.4f}"
             )
-            self.epoch(f"trial {trial.number} epoch {end.epoch}/{end.epochs}: {shown} "
-                       f"({time.perf_counter() - started:.0f}s)")
+            self.epoch(
+                f"trial {trial.number} epoch {end.epoch}/{end.epochs}: {shown} "
+                f"({time.perf_counter() - started:.0f}s)"
+            )
 
         return hook
 

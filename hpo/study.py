@@ -92,8 +92,13 @@ def run(
         progress = console.Progress(
             total=cfg.budget.n_trials - console.count_done(study), out=out, enabled=parent
         )
-        objective = Objective(cfg, splits, epoch_hooks=[*hooks.epoch, progress.epoch_hook],
-                              after_training=hooks.after_training, store=store)
+        objective = Objective(
+            cfg,
+            splits,
+            epoch_hooks=[*hooks.epoch, progress.epoch_hook],
+            after_training=hooks.after_training,
+            store=store,
+        )
         n_failed = TrialLoop(study, objective, cfg, out=out, progress=progress, on_trial_end=trial_end).run()
     if parent:
         console.print_summary(study, cfg, out=out)

@@ -38,8 +38,14 @@ def worker_command(cfg: StudyConfig, index: int, *, threads: int, verbose: bool 
     return cmd + (["-v"] if verbose else [])
 
 
-def run_workers(cfg: StudyConfig, n_workers: int, out: TextIO, *, verbose: bool = False,
-                watch: Callable[[], None] | None = None) -> list[int]:
+def run_workers(
+    cfg: StudyConfig,
+    n_workers: int,
+    out: TextIO,
+    *,
+    verbose: bool = False,
+    watch: Callable[[], None] | None = None,
+) -> list[int]:
     """Run ``n_workers`` worker processes to the end; returns the exit codes of those that failed.
 
     ``watch`` runs every :data:`WATCH_SECONDS` while they run (the parent shows their epochs).

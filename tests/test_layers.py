@@ -26,7 +26,7 @@ LAYERS = [
     {"loop"},
     {"workers"},
     {"study"},
-    {"dashboard", "report"},
+    {"dashboard", "report", "export"},
     {"cli"},
     {"run", "__main__"},
 ]
@@ -44,7 +44,7 @@ def _modules() -> dict[str, Path]:
 def _layer(module: str) -> int:
     parts = module.split(".")
     top = parts[1] if len(parts) > 1 else "__init__"
-    if top == "report" and parts[-1] == "__main__" or top == "dashboard" and parts[-1] == "__main__":
+    if top in ("report", "dashboard", "export") and parts[-1] == "__main__":
         top = "__main__"
     for i, names in enumerate(LAYERS):
         if top in names:

@@ -10,12 +10,14 @@ note on every trial (a per-epoch table) and one study-level plotly figure of all
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 import optuna
 import plotly.graph_objects as go
 from optuna_dashboard import run_server, save_note, save_plotly_graph_object
 
+from hpo import artifacts
 from hpo.errors import UserError
 from hpo.loop import Hooks
 from hpo.storage import describe_storage, open_existing_study
@@ -85,9 +87,16 @@ def hooks() -> Hooks:
 
 
 def serve(
-    storage_url: str, study_name: str, *, host: str = "127.0.0.1", port: int = 8080, out: TextIO | None = None
+    storage_url: str,
+    study_name: str,
+    *,
+    artifact_dir: Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    out: TextIO | None = None,
 ) -> None:
-    """Start optuna-dashboard on an existing study (until Ctrl-C). Bad input raises UserError."""
+    """Start optuna-dashboard on an existing study (until Ctrl-C), with the study's artifact store so that
+    each trial's stored model can be downloaded from its page. Bad input raises UserError."""
     out = out or sys.stdout
     if not 0 < port < 65536:
         raise UserError(f"--port must be 1-65535, got {port}")
@@ -96,9 +105,13 @@ def serve(
         f"optuna-dashboard for study {study_name!r} ({describe_storage(storage_url)}):", file=out, flush=True
     )
     print(f"  http://{host}:{port}/dashboard/studies/{study._study_id}", file=out, flush=True)
+    store = None
+    if artifact_dir is not None and artifact_dir.is_dir():
+        store = artifacts.open_store(artifact_dir, create=False)
+        print(f"  models: {artifact_dir}", file=out, flush=True)
     print("  Ctrl-C to stop", file=out, flush=True)
     try:
-        run_server(study._storage, host=host, port=port)
+        run_server(study._storage, host=host, port=port, artifact_store=store)
     except OSError as e:
         raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); pass another --port") from None
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 import plotly.offline
 
+from hpo import artifacts as artifacts_mod
 from hpo import config as config_mod
 from hpo.errors import UserError
 from hpo.report import collect as collect_mod
@@ -41,13 +42,20 @@ def build_report(
     references: str = "measured",
     max_train_samples: int | None = None,
     force_retrain: bool = False,
+    no_retrain: bool = False,
+    artifacts: str | None = None,
     top_k: int = collect_mod.TOP_K,
     threads: int | None = None,
     verbose: bool = False,
     log: Log = print,
     command: str = "",
 ) -> Path:
-    """Everything ``hpo report`` does; returns the path of the written HTML file."""
+    """Everything ``hpo report`` does; returns the path of the written HTML file.
+
+    The study's winner is also evaluated as it was trained, from its stored model (when it has one).
+    ``no_retrain``: nothing is trained; the report comes from the stored model alone, and references
+    and transfer runs appear as published numbers only.
+    """
     t0 = time.perf_counter()
     for flag, value, low in (
         ("--seeds", seeds, 1),
@@ -59,7 +67,9 @@ def build_report(
             raise UserError(f"{flag} must be >= {low}, got {value}")
     if references not in retrain.REFERENCE_MODES:
         raise UserError(f"--references {references!r}: choose one of {', '.join(retrain.REFERENCE_MODES)}")
-    cfg = config_mod.load_study(study).with_overrides(storage=storage, name=study_name, data_dir=data_dir)
+    cfg = config_mod.load_study(study).with_overrides(
+        storage=storage, name=study_name, data_dir=data_dir, artifacts=artifacts
+    )
     where = describe_storage(cfg.storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     st = open_existing_study(cfg.storage, cfg.name, how_to_create="run `hpo run` first")
@@ -82,7 +92,11 @@ def build_report(
         raise UserError(
             f"--out {out_path} is a directory; give a file path such as {out_path / 'report.html'}"
         )
-    proto = retrain.protocol(run_cfg, epochs=epochs, max_train_samples=max_train_samples, seeds=seeds)
+    if no_retrain and references == "measured":
+        references = "published"
+    proto = retrain.protocol(
+        run_cfg, epochs=epochs, max_train_samples=max_train_samples, seeds=0 if no_retrain else seeds
+    )
     specs = retrain.plan_runs(
         config=run_cfg,
         best_params=data.best.params,
@@ -90,6 +104,18 @@ def build_report(
         proto=proto,
         references=references,
     )
+    model_path, why_none = artifacts_mod.stored_model_status(
+        st, st.trials[data.best.number], cfg.artifact_dir
+    )
+    if model_path is not None:
+        specs.insert(
+            0,
+            retrain.stored_spec(
+                run_cfg, best_params=data.best.params, best_number=data.best.number, path=model_path
+            ),
+        )
+    else:
+        log(f"no stored model: {why_none}")
     cache = retrain.Cache(cache_path_for(out_path), log=log)
     data_dir_used = data_dir or run_cfg.data.data_dir
     results = retrain.run_all(
@@ -103,6 +129,7 @@ def build_report(
         verbose=verbose,
         log=log,
     )
+    results.stored_note = why_none
 
     home = run_cfg.dataset
     best = compare.summarize_best(results, study_value=float(data.best.value))

@@ -76,6 +76,7 @@ class BestSummary:
     confusion: np.ndarray  # pooled over the runs, counts
     class_names: list[str]
     protocol_note: str
+    from_stored: bool = False  # no retrained run: the figures are the stored model's, as trained
 
 
 def mean_ci(
@@ -143,7 +144,7 @@ def confusion(y: Sequence[int], preds: Sequence[Sequence[int]], n_classes: int) 
 
 
 def summarize_best(data: RetrainData, *, study_value: float) -> BestSummary | None:
-    runs = data.best
+    runs = data.best or data.stored
     st = data.datasets.get(runs[0].spec.dataset) if runs else None
     if not runs or st is None or not st.available:
         return None
@@ -153,9 +154,9 @@ def summarize_best(data: RetrainData, *, study_value: float) -> BestSummary | No
     correct = sum(int((np.asarray(p) == np.asarray(y)).sum()) for p in preds)
     p = data.protocol
     notes = []
-    if p.get("study_epochs") not in (None, p["epochs"]):
+    if data.best and p.get("study_epochs") not in (None, p["epochs"]):
         notes.append(f"{p['epochs']} epochs max here, {p['study_epochs']} in the study")
-    if p.get("study_max_train_samples") != p.get("max_train_samples"):
+    if data.best and p.get("study_max_train_samples") != p.get("max_train_samples"):
         here = p.get("max_train_samples") or "all"
         study = p.get("study_max_train_samples") or "all"
         notes.append(f"{here} training images here, {study} in the study")
@@ -172,6 +173,7 @@ def summarize_best(data: RetrainData, *, study_value: float) -> BestSummary | No
         protocol_note=("the retraining budget differs from the study's: " + "; ".join(notes))
         if notes
         else "",
+        from_stored=not data.best,
     )
 
 
@@ -190,7 +192,7 @@ def comparison_rows(data: RetrainData, *, home: str) -> dict[str, list[Row]]:
     for ds in datasets:
         st = data.datasets.get(ds)
         ours: list[RunResult] = (
-            data.best if ds == home else [r for r in data.transfer if r.spec.dataset == ds]
+            (data.best or data.stored) if ds == home else [r for r in data.transfer if r.spec.dataset == ds]
         )
         rows: list[Row] = []
         if ours:
@@ -203,6 +205,20 @@ def comparison_rows(data: RetrainData, *, home: str) -> dict[str, list[Row]]:
                     n_params=ours[0].n_params,
                     n_train=ours[0].n_train,
                     seconds=sum(r.seconds for r in ours),
+                )
+            )
+        if ds == home and data.best and data.stored:  # the winner as trained, beside its retrained seeds
+            r = data.stored[0]
+            rows.append(
+                Row(
+                    ds,
+                    r.spec.label,
+                    "stored",
+                    mean_ci([r.test_accuracy], bounds=UNIT),
+                    n_params=r.n_params,
+                    n_train=r.n_train,
+                    seconds=r.seconds,
+                    note="the study's own model, from its stored file; no training",
                 )
             )
         for ref in REFERENCES.values():

@@ -303,7 +303,7 @@ def summary_section(data: StudyData, retrain: RetrainData | None) -> str:
     )
     best_params = table(["parameter", "value"], [[k, v] for k, v in b.params.items()])
     arch = "<p class='missing'>The architecture comes from the first retrained run; none was run.</p>"
-    runs = retrain.best if retrain else []
+    runs = (retrain.best or retrain.stored) if retrain else []
     first = next((r for r in runs if r.architecture), None)
     if first is not None:
         arch = table(
@@ -395,7 +395,7 @@ def retrained_section(
     p = retrain.protocol
     proto = kv(
         [
-            ("seeds", ", ".join(map(str, p["seeds"]))),
+            ("seeds", ", ".join(map(str, p["seeds"])) or "none: no retraining (--no-retrain)"),
             ("epochs (max)", p["epochs"]),
             ("training images", p["max_train_samples"] or "all (after the validation split)"),
             (
@@ -419,7 +419,7 @@ def retrained_section(
         )
         return head + reason
     note = f"<p class='missing'>{esc(best.protocol_note)}</p>" if best.protocol_note else ""
-    runs = retrain.best
+    runs = retrain.best or retrain.stored
     results = kv(
         [
             ("test accuracy", describe(best.test_accuracy)),
@@ -429,11 +429,23 @@ def retrained_section(
                 f"over {len(st.y_test) if st else '?'} test images × {len(runs)}",
             ),
             ("test loss", describe(best.test_loss, pct=False)),
-            ("retrained validation accuracy", describe(best.val_accuracy)),
+            (
+                "validation accuracy of the stored model"
+                if best.from_stored
+                else "retrained validation accuracy",
+                describe(best.val_accuracy),
+            ),
             ("study's validation accuracy (trial %s)" % data.best.number, pct(best.study_value)),
             (
-                "difference (retrained − study)",
+                "difference (stored − study)" if best.from_stored else "difference (retrained − study)",
                 f"{100 * (best.val_accuracy.mean - best.study_value):+.2f} points",
+            ),
+            (
+                "study winner as trained (its stored model)",
+                f"test accuracy {pct(retrain.stored[0].test_accuracy)}, validation accuracy "
+                f"{pct(retrain.stored[0].val_accuracy)}"
+                if retrain.stored
+                else retrain.stored_note or "not evaluated",
             ),
         ]
     )
@@ -451,7 +463,7 @@ def retrained_section(
         ],
         [
             [
-                r.spec.seed,
+                "as trained" if r.spec.role == "stored" else r.spec.seed,
                 pct(r.val_accuracy),
                 pct(r.test_accuracy),
                 r.test_loss,
@@ -461,7 +473,7 @@ def retrained_section(
                 seconds(r.seconds),
                 r.cached,
             ]
-            for r in runs
+            for r in [*retrain.stored, *retrain.best]
         ],
         numeric=(1, 2, 3, 4, 6, 7),
     )
@@ -532,16 +544,23 @@ def references_section(
     if mode == "none":
         return "<p class='missing'>References were skipped (<code>--references none</code>).</p>"
     intro = (
-        "<p>Published numbers come from the seeds, each under its own training recipe (often many more "
-        "epochs and all the training images); they are labelled <i>published</i> and were not reproduced "
-        "here. Measured numbers were trained under this report's protocol (section 5) with the first "
-        "retrain seed. <b>Transfer</b> rows apply the best hyper-parameters found on "
+        "<p>Published numbers come from the source documents, each under its own training recipe "
+        "(often many more epochs and all the training images); they are labelled <i>published</i> "
+        "and were not reproduced here. Measured numbers were trained under this report's protocol "
+        "(section 5) with the first retrain seed. <b>Transfer</b> rows apply the best hyper-parameters "
+        "found on "
         f"{esc(DATASET_TITLES.get(data.config.get('dataset', ''), data.config.get('dataset', '')))} "
         "to the other datasets (same family, input shape adapted). McNemar's exact test compares the "
         "best (or transfer) model with each reference on the same test images: <i>b</i> = images only "
         "ours gets right, <i>c</i> = images only the reference gets right.</p>"
     )
-    if mode == "published":
+    if mode == "published" and retrain is not None and not retrain.best:
+        intro += (
+            "<p class='missing'>Built with <code>--no-retrain</code>: nothing was trained, so the references "
+            "and transfer runs appear as published numbers only, and McNemar's test is left out (it needs a "
+            "reference model measured on the same test images).</p>"
+        )
+    elif mode == "published":
         intro += (
             "<p class='missing'>Only published numbers are shown (<code>--references published</code>); "
             "run with <code>--references measured</code> to train the references and the transfer runs."

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from hpo import backend, data, models, training
+from hpo import artifacts, backend, data, models, training
 from hpo.components import trial_seed
 from hpo.config import EarlyStopping, StudyConfig
 from hpo.errors import UserError
@@ -40,7 +40,7 @@ Log = Callable[[str], None]
 class RunSpec:
     """One training run. ``role`` and ``label`` only describe it; the rest is the cache key."""
 
-    role: str  # best | reference | transfer
+    role: str  # best | stored | reference | transfer
     label: str
     model: str
     params: dict[str, Any]
@@ -52,9 +52,12 @@ class RunSpec:
     val_fraction: float
     split_seed: int
     early_stopping: dict[str, Any]
+    artifact: str = ""  # role "stored": the model file of the trial as it was trained (no training)
 
     def key(self) -> str:
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("role", "label")}
+        if not d["artifact"]:
+            del d["artifact"]  # keys of training runs stay what they were
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -112,6 +115,8 @@ class RetrainData:
     skipped: list[tuple[RunSpec, str]]
     trained_seconds: float
     cache_path: str
+    stored: list[RunResult] = field(default_factory=list)  # the winner as trained, from its stored model
+    stored_note: str = ""  # why there is no stored-model run
 
 
 # --- the plan --------------------------------------------------------------------------------------
@@ -370,14 +375,17 @@ def run_all(
             backend.set_verbose(verbose)
             backend.configure(threads=threads)
             tf_ready = True
-        log(
-            f"{prefix} training {spec.label} on {spec.dataset} "
-            f"(seed {spec.seed}, at most {spec.epochs} epoch(s))"
-        )
+        if spec.role == "stored":
+            log(f"{prefix} evaluating {spec.label} on {spec.dataset} (its stored model)")
+        else:
+            log(
+                f"{prefix} training {spec.label} on {spec.dataset} "
+                f"(seed {spec.seed}, at most {spec.epochs} epoch(s))"
+            )
         t = time.perf_counter()
-        result = train_and_evaluate(
-            spec, raw, prefix=prefix, log=log, details=spec.role == "best" and spec.seed == proto["seeds"][0]
-        )
+        details = spec.role == "stored" or spec.role == "best" and spec.seed == proto["seeds"][0]
+        run = evaluate_stored if spec.role == "stored" else train_and_evaluate
+        result = run(spec, raw, prefix=prefix, log=log, details=details)
         trained += time.perf_counter() - t
         log(
             f"{prefix}   done in {result.seconds:.0f}s: val accuracy {result.val_accuracy:.4f}, "
@@ -396,6 +404,7 @@ def run_all(
         protocol=dict(proto),
         references_mode=references_mode,
         best=[r for r in results if r.spec.role == "best"],
+        stored=[r for r in results if r.spec.role == "stored"],
         references=[r for r in results if r.spec.role == "reference"],
         transfer=[r for r in results if r.spec.role == "transfer"],
         datasets=statuses,
@@ -411,6 +420,80 @@ def _max_train(raw: Any, spec: RunSpec) -> int | None:
         return None
     n_train = len(raw.y_train) - int(math.ceil(len(raw.y_train) * spec.val_fraction))
     return min(int(spec.max_train_samples), n_train)
+
+
+def stored_spec(
+    config: StudyConfig, *, best_params: Mapping[str, Any], best_number: int, path: Path
+) -> RunSpec:
+    """The study's winner as it was trained: its stored model, evaluated under the study's own protocol."""
+    es = config.early_stopping
+    return RunSpec(
+        "stored",
+        f"study winner as trained (trial {best_number})",
+        config.model,
+        dict(best_params),
+        config.dataset,
+        config.data.normalization,
+        -1,
+        config.budget.epochs,
+        config.data.max_train_samples,
+        config.data.val_fraction,
+        config.seed,
+        dataclasses.asdict(es),
+        artifact=str(path.resolve()),
+    )
+
+
+def _evaluate(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float, float]:
+    probs = np.asarray(model.predict(x, batch_size=training.VAL_BATCH, verbose=0), dtype=np.float64)
+    p_true = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
+    return probs, float((probs.argmax(axis=1) == y).mean()), float(-np.log(p_true).mean())
+
+
+def evaluate_stored(
+    spec: RunSpec, raw: Any, *, prefix: str = "", log: Log = print, details: bool = False
+) -> RunResult:
+    """The stored model of a trial on the validation split (it should give the trial's value) and the
+    test set."""
+    splits = data.load_splits(
+        spec.dataset,
+        raw=raw,
+        val_fraction=spec.val_fraction,
+        seed=spec.split_seed,
+        normalization=spec.normalization,
+        max_train_samples=_max_train(raw, spec),
+    )
+    x_test, y_test, x_test_uint8 = data.load_test(
+        spec.dataset, raw=raw, normalization=spec.normalization, mean=splits.mean, std=splits.std
+    )
+    t0 = time.perf_counter()
+    model = artifacts.load_model(Path(spec.artifact))
+    try:
+        _, val_acc, _ = _evaluate(model, splits.x_val, splits.y_val)
+        probs, test_acc, test_loss = _evaluate(model, x_test, y_test)
+        result = RunResult(
+            spec=spec,
+            val_accuracy=val_acc,
+            test_accuracy=test_acc,
+            test_loss=test_loss,
+            y_pred=[int(p) for p in probs.argmax(axis=1)],
+            history={},
+            n_params=int(model.count_params()),
+            latency_ms=None,
+            seconds=time.perf_counter() - t0,
+            n_train=len(splits.y_train),
+            n_val=len(splits.y_val),
+            stop_reason="as trained",
+            best_epoch=0,
+            device=backend.device_name(),
+        )
+        if details:
+            result.architecture = architecture(model)
+            result.mistakes = mistakes(x_test_uint8, y_test, probs, MISTAKES_SHOWN)
+        return result
+    finally:
+        model = None
+        training.release()
 
 
 def train_and_evaluate(
