@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
 from hpo import config, dashboard, data, export, models, paths, study
 from hpo.components import PRUNERS, SAMPLERS
-from hpo.errors import RunError, UserError
+from hpo.errors import Interrupted, RunError, UserError
 from hpo.report import build as report_build
 from hpo.report import collect as report_collect
 from hpo.report import retrain as report_retrain
@@ -34,10 +35,10 @@ def _guarded(work: Callable[[], int], *, interrupted: str) -> int:
     except (UserError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM from timeout, Slurm or Kubernetes
         if interrupted:
             print(interrupted, file=sys.stderr)
-        return 130
+        return e.exit_code if isinstance(e, Interrupted) else 128 + signal.SIGINT
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from types import SimpleNamespace
 from typing import Any, Callable, Mapping
 
 import optuna
@@ -16,10 +17,34 @@ SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "gp": optuna.samplers.GPSampler,
     "cmaes": optuna.samplers.CmaEsSampler,
 }
+
+
+def original_number(trial: Any) -> int:
+    """The first trial of a chain of re-queued copies (hpo's ``retry_of``, Optuna's ``failed_trial``)."""
+    for value in ((trial.system_attrs or {}).get("failed_trial"), (trial.user_attrs or {}).get("retry_of")):
+        if isinstance(value, int):
+            return value
+    return trial.number
+
+
+class HyperbandPruner(optuna.pruners.HyperbandPruner):
+    """Optuna's Hyperband, with a re-queued copy of a trial kept in its original's bracket.
+
+    Optuna picks the bracket from a hash of the trial number; a copy has a new number, so a trial
+    resumed from its checkpoint would change brackets (and be compared with other trials) halfway.
+    """
+
+    def _get_bracket_id(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
+        original = original_number(trial)
+        if original == trial.number:
+            return super()._get_bracket_id(study, trial)
+        return super()._get_bracket_id(study, SimpleNamespace(number=original))  # it reads .number only
+
+
 PRUNERS: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
     "median": optuna.pruners.MedianPruner,
     "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-    "hyperband": optuna.pruners.HyperbandPruner,
+    "hyperband": HyperbandPruner,
     "percentile": optuna.pruners.PercentilePruner,
     "threshold": optuna.pruners.ThresholdPruner,
     "none": optuna.pruners.NopPruner,

@@ -38,6 +38,19 @@ class TooManyFailures(RunError):
     """The run stopped because too many of its trials failed."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: stop the running trial, store it, re-queue it, exit ``128 + signum``.
+
+    A KeyboardInterrupt, because Optuna's trial loop stores a trial interrupted by one as failed and
+    re-raises it (an Exception would fail the trial and go on; ``sys.exit`` would leave it RUNNING).
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
 class TrainingDiverged(Exception):
     """A NaN or inf loss: the trial fails with this reason and the study goes on."""
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence, TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo import console
+from hpo import components, console
 from hpo.config import StudyConfig
 from hpo.errors import UserError, one_line
 from hpo.objective import AfterTraining
@@ -137,7 +137,7 @@ class _InterruptFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message, expected, self.pending = record.getMessage(), self.pending, None  # only the very next record
-        if record.exc_info and record.exc_info[0] is KeyboardInterrupt:
+        if record.exc_info and record.exc_info[0] and issubclass(record.exc_info[0], KeyboardInterrupt):
             self.pending = " ".join(message.split(" ", 2)[:2]) + " failed with value"
             return False
         return not (expected and message.startswith(expected))
@@ -156,11 +156,25 @@ def requeue_interrupted(study: optuna.Study, number: int) -> bool:
     trial = study.get_trials(deepcopy=False)[number]
     if trial.state != TrialState.FAIL:
         return False
-    attrs = {"retry_of": number}
+    original = components.original_number(trial)
+    attrs: dict[str, Any] = {"retry_of": original}
     if trial.user_attrs.get("warm_start"):
         attrs["warm_start"] = True
-    # An enqueued trial's fixed parameters too: it may have been stopped before suggesting them all.
-    study.enqueue_trial({**trial.params, **trial.system_attrs.get("fixed_params", {})}, user_attrs=attrs)
+    # The pruner's record of the rungs the trial passed, so that a copy resumed from its checkpoint is
+    # judged as the same trial (Optuna's own heartbeat retry copies every system attr), and the enqueued
+    # trial's fixed parameters: it may have been stopped before suggesting them all.
+    system = {k: v for k, v in trial.system_attrs.items() if k.startswith("completed_rung_")}
+    system["fixed_params"] = {**trial.params, **trial.system_attrs.get("fixed_params", {})}
+    system["failed_trial"] = original
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs=attrs,
+            system_attrs=system,
+        )
+    )
     return True
 
 

@@ -1,9 +1,10 @@
 """The Optuna objective: a trial's params -> ``training.train`` -> its best validation accuracy.
 
 It reports every epoch's validation accuracy to Optuna, prunes when the pruner says so, and stores
-the trial's curves and costs as user attrs. What else happens to a trial (dashboard notes, stored
-models, checkpoints) comes in as hooks, so this module imports none of it. Only the validation
-split is used here.
+the trial's curves and costs as user attrs. A trial that completes stores the model its value
+measures (with an artifact store); a trial checkpoints after every epoch (with a checkpoint folder),
+and a re-queued copy of an interrupted trial continues from its predecessor's last epoch. What else
+happens to a trial (dashboard notes) comes in as hooks. Only the validation split is used here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any, Callable, Sequence
 import optuna
 
 from hpo import artifacts, training
-from hpo.components import trial_seed
+from hpo.checkpoints import Checkpoints
+from hpo.components import original_number, trial_seed
 from hpo.config import StudyConfig
 from hpo.data import Splits
 from hpo.errors import TrainingDiverged, one_line
@@ -24,19 +26,28 @@ from hpo.spaces import suggest
 AfterTraining = Callable[[optuna.trial.BaseTrial, training.TrainResult], None]
 
 
-def pruning_hook(trial: optuna.trial.BaseTrial) -> training.EpochHook:
-    """Report each epoch's validation accuracy and stop with "pruned" when the pruner says so."""
+class Reporter:
+    """The epoch hook that reports each epoch's validation accuracy and stops with "pruned" when the
+    pruner says so; ``reported`` is what it told Optuna (a resumed trial tells it again)."""
 
-    def hook(end: training.EpochEnd) -> str | None:
+    def __init__(self, trial: optuna.trial.BaseTrial, reported: dict[int, float] | None = None):
+        self.trial = trial
+        self.reported: dict[int, float] = {}
+        for step, value in sorted((reported or {}).items()):
+            self.report(int(step), float(value))
+
+    def report(self, step: int, value: float) -> None:
+        self.trial.report(value, step=step)
+        self.reported[step] = value
+
+    def __call__(self, end: training.EpochEnd) -> str | None:
         if "val_accuracy" not in end.logs:
             return None
-        trial.report(end.logs["val_accuracy"], step=end.epoch)
+        self.report(end.epoch, end.logs["val_accuracy"])
         # After the last epoch the training is paid for: keep the result rather than prune it.
-        if end.epoch < end.epochs and trial.should_prune():
+        if end.epoch < end.epochs and self.trial.should_prune():
             return "pruned"
         return None
-
-    return hook
 
 
 class Objective:
@@ -45,7 +56,7 @@ class Objective:
     ``epoch_hooks(trial)`` make extra per-epoch hooks for a trial; ``after_training`` run once the fit
     ended, before the trial is told its result. With a ``store``, a trial that completes uploads the
     model of its best-``val_accuracy`` epoch (the one its value measures) as a ``.keras`` artifact
-    while it is still RUNNING; pruned and failed trials store none.
+    while it is still RUNNING; pruned and failed trials store none. With ``checkpoints``, see the module.
     """
 
     def __init__(
@@ -56,19 +67,49 @@ class Objective:
         epoch_hooks: Sequence[Callable[[optuna.trial.BaseTrial], training.EpochHook]] = (),
         after_training: Sequence[AfterTraining] = (),
         store: artifacts.AtomicFileSystemArtifactStore | None = None,
+        checkpoints: Checkpoints | None = None,
     ):
-        self.cfg, self.splits, self.store = cfg, splits, store
+        self.cfg, self.splits, self.store, self.checkpoints = cfg, splits, store, checkpoints
         self.epoch_hooks, self.after_training = tuple(epoch_hooks), tuple(after_training)
+
+    def _resume(self, trial: optuna.trial.BaseTrial, key: int, params: dict) -> tuple[Any, dict]:
+        """The predecessor's checkpoint (snapshot, meta) when this trial is a copy that can continue it."""
+        if self.checkpoints is None or key == trial.number or not isinstance(trial, optuna.Trial):
+            return None, {}
+        meta = self.checkpoints.meta(key)
+        if meta is None or meta["meta"].get("params") != params:
+            return None, {}
+        loaded = self.checkpoints.load(key)
+        return loaded if loaded is not None else (None, {})
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
         cfg = self.cfg
         params = suggest(trial, cfg.space)
-        seed = trial_seed(cfg.seed, trial.number)
+        # A live trial's system attrs (where a re-queued copy names its original) are in the storage.
+        key = (
+            original_number(trial.storage.get_trial(trial._trial_id))
+            if isinstance(trial, optuna.Trial)
+            else trial.number
+        )
+        seed = trial_seed(cfg.seed, key)  # a re-queued copy trains with its original's seed
         trial.set_user_attr("seed", seed)
-        result = None
+        result, finished = None, False
         try:
-            best = training.BestWeights()
-            hooks = [best, pruning_hook(trial), *(make(trial) for make in self.epoch_hooks)]
+            resume, meta = self._resume(trial, key, params)
+            reporter = Reporter(trial, meta.get("reported"))
+            if resume is not None:
+                trial.set_user_attr("resumed_from", {"trial": meta["trial"], "epoch": resume.epoch})
+            save = None
+            if self.checkpoints is not None and isinstance(trial, optuna.Trial):
+                checkpoints = self.checkpoints
+
+                def save(snap: training.Snapshot) -> None:
+                    checkpoints.save(
+                        key,
+                        snap,
+                        meta={"trial": trial.number, "params": params, "reported": reporter.reported},
+                    )
+
             result = training.train(
                 cfg.model,
                 params,
@@ -76,10 +117,14 @@ class Objective:
                 epochs=cfg.budget.epochs,
                 seed=seed,
                 early_stopping=cfg.early_stopping,
-                epoch_hooks=hooks,
+                epoch_hooks=[reporter, *(make(trial) for make in self.epoch_hooks)],
+                keep_best_weights=self.store is not None,
+                resume=resume,
+                save=save,
             )
-            for key, value in user_attrs(result, n_train=len(self.splits.y_train)).items():
-                trial.set_user_attr(key, value)
+            finished = True
+            for k, value in user_attrs(result, n_train=len(self.splits.y_train)).items():
+                trial.set_user_attr(k, value)
             for hook in self.after_training:
                 hook(trial, result)
             if result.stop_reason == "nan_loss":
@@ -88,16 +133,19 @@ class Objective:
                 raise TrainingDiverged(reason)
             if result.stop_reason == "pruned":
                 raise optuna.TrialPruned(f"pruned at epoch {len(result.epoch_seconds)}")
-            if self.store is not None and best.weights is not None and isinstance(trial, optuna.Trial):
-                result.model.set_weights(best.weights)
+            if self.store is not None and result.best_weights and isinstance(trial, optuna.Trial):
+                result.model.set_weights(result.best_weights)
                 artifacts.upload_model(trial, result.model, self.store)
             return result.best_val_accuracy
         except (optuna.TrialPruned, TrainingDiverged):
             raise
         except Exception as e:  # out of memory, a TensorFlow error: this trial fails, the study goes on
+            finished = True
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {one_line(e, 300)}")
             raise
         finally:
+            if finished and self.checkpoints is not None:  # an interrupt keeps it for the re-queued copy
+                self.checkpoints.remove(key)
             if result is not None:
                 result.model = None
             training.release()

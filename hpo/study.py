@@ -13,7 +13,8 @@ from typing import TextIO
 
 import optuna
 
-from hpo import artifacts, backend, console, data, workers
+from hpo import artifacts, backend, checkpoints, console, data, workers
+from hpo.checkpoints import Checkpoints
 from hpo.config import StudyConfig
 from hpo.errors import TooManyFailures, UserError, WorkersFailed
 from hpo.loop import Hooks, TrialLoop, open_study
@@ -35,9 +36,18 @@ def run(
     With ``n_workers > 1`` this process opens the study, then starts that many worker processes,
     each limited to its share of the cores. ``worker``: this process is such a worker (its index).
     Raises ``WorkersFailed`` after the summary when a worker exited with an error, ``TooManyFailures``
-    when this process stopped for failed trials.
+    when this process stopped for failed trials, ``Interrupted`` after SIGINT or SIGTERM (the running
+    trial stored and re-queued, its checkpoint kept).
     """
-    out = out or sys.stdout
+    with workers.stop_signals():
+        return _run(
+            cfg, verbose=verbose, n_workers=n_workers, worker=worker, hooks=hooks, out=out or sys.stdout
+        )
+
+
+def _run(
+    cfg: StudyConfig, *, verbose: bool, n_workers: int, worker: int | None, hooks: Hooks, out: TextIO
+) -> optuna.Study:
     backend.set_verbose(verbose)
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
     # heartbeat options are flagged experimental/deprecated across Optuna 4-5: noise for users
@@ -73,8 +83,6 @@ def run(
         finally:
             progress.close()
     else:
-        if not parent:
-            workers.interrupt_once()
         backend.configure(threads=cfg.threads)
         study = open_study(cfg, worker_index=worker)
         if parent:
@@ -92,12 +100,14 @@ def run(
         progress = console.Progress(
             total=cfg.budget.n_trials - console.count_done(study), out=out, enabled=parent
         )
+        ckpt_dir = checkpoints.default_dir(cfg.storage, cfg.artifacts)
         objective = Objective(
             cfg,
             splits,
             epoch_hooks=[*hooks.epoch, progress.epoch_hook],
             after_training=hooks.after_training,
             store=store,
+            checkpoints=Checkpoints(ckpt_dir) if ckpt_dir is not None else None,
         )
         n_failed = TrialLoop(study, objective, cfg, out=out, progress=progress, on_trial_end=trial_end).run()
     if parent:

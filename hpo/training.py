@@ -79,36 +79,57 @@ class TrainResult:
     stop_reason: str  # completed | early_stopping | pruned | nan_loss
     n_params: int
     latency_ms: float = float("nan")
+    # The weights after the best-val_accuracy epoch: Keras's EarlyStopping restores the best-val_loss
+    # weights, which can differ, and the model stored with a trial must be the one its value measures.
+    best_weights: list | None = None
+    resumed_at: int = 0  # epochs that came from a checkpoint instead of being trained here
 
 
-class BestWeights:
-    """An epoch hook that keeps a copy of the weights of the best-``val_accuracy`` epoch so far.
+@dataclass
+class Snapshot:
+    """A run's state at the end of an epoch: enough to continue from the next epoch.
 
-    Keras's EarlyStopping restores the best-``val_loss`` weights, which can differ; the trial's value is
-    the best ``val_accuracy``, and the model stored with the trial must be the one that reached it.
+    Keras's ``.keras`` file keeps the optimizer (and so the learning-rate schedule's position); the
+    early-stopping counters and the best weights are kept here. The shuffle order and the dropout and
+    augmentation random state are not kept: a resumed run does not repeat an uninterrupted one bit for bit.
     """
 
-    def __init__(self) -> None:
-        self.best = -math.inf
-        self.weights: list | None = None
-
-    def __call__(self, end: EpochEnd) -> None:
-        acc = end.logs.get("val_accuracy")
-        if acc is not None and acc > self.best:
-            self.best, self.weights = acc, [w.copy() for w in end.model.get_weights()]
+    model: Any
+    epoch: int  # epochs done
+    history: dict[str, list[float]]
+    epoch_seconds: list[float]
+    train_seconds: list[float]
+    early_stopping: dict[str, Any]  # wait, best, best_epoch, stopped_epoch of keras's EarlyStopping
+    arrays: dict[str, list]  # "early_stopping": its best weights; "best": the best-val_accuracy weights
+    best_val_accuracy: float = -math.inf
 
 
 def _monitor_class():
     keras = backend.keras()
 
     class Monitor(keras.callbacks.Callback):
-        """Times epochs, stops on a non-finite loss, and runs the epoch hooks (which may stop training)."""
+        """Times epochs, keeps the history and the best-val_accuracy weights, stops on a non-finite loss,
+        runs the epoch hooks (which may stop training), then hands a :class:`Snapshot` to ``save``."""
 
-        def __init__(self, hooks: Sequence[EpochHook], epochs: int):
+        def __init__(
+            self,
+            hooks: Sequence[EpochHook],
+            epochs: int,
+            *,
+            resume: Snapshot | None,
+            es: Any,
+            save: Callable[[Snapshot], None] | None,
+            keep_best: bool,
+        ):
             super().__init__()
-            self.hooks, self.epochs = hooks, epochs
-            self.epoch_seconds: list[float] = []
-            self.train_seconds: list[float] = []
+            self.hooks, self.epochs, self.es, self.save, self.keep_best = hooks, epochs, es, save, keep_best
+            self.history: dict[str, list[float]] = {
+                k: list(v) for k, v in (resume.history if resume else {}).items()
+            }
+            self.epoch_seconds: list[float] = list(resume.epoch_seconds) if resume else []
+            self.train_seconds: list[float] = list(resume.train_seconds) if resume else []
+            self.best = resume.best_val_accuracy if resume else -math.inf
+            self.best_weights = (resume.arrays.get("best") or None) if resume else None
             self.stop_reason = "completed"
             self._t0 = self._t_val = 0.0
 
@@ -123,18 +144,71 @@ def _monitor_class():
             self.epoch_seconds.append(now - self._t0)
             self.train_seconds.append((self._t_val if self._t_val > self._t0 else now) - self._t0)
             logs = {k: float(v) for k, v in (logs or {}).items()}
+            for k, v in logs.items():
+                self.history.setdefault(k, []).append(v)
             if not all(math.isfinite(logs.get(k, 0.0)) for k in ("loss", "val_loss")):
                 self.stop_reason = "nan_loss"
                 self.model.stop_training = True
                 return
+            acc = logs.get("val_accuracy")
+            if self.keep_best and acc is not None and acc > self.best:
+                self.best, self.best_weights = acc, [w.copy() for w in self.model.get_weights()]
             end = EpochEnd(epoch=epoch + 1, epochs=self.epochs, logs=logs, model=self.model)
             for hook in self.hooks:
                 reason = hook(end)
                 if reason and self.stop_reason == "completed":
                     self.stop_reason = reason
                     self.model.stop_training = True
+            if self.save is not None and not self.model.stop_training and epoch + 1 < self.epochs:
+                self.save(self.snapshot(epoch + 1))
+
+        def snapshot(self, epoch: int) -> Snapshot:
+            es = self.es
+            es_state = (
+                {}
+                if es is None
+                else {
+                    "wait": es.wait,
+                    "best": es.best,
+                    "best_epoch": es.best_epoch,
+                    "stopped_epoch": es.stopped_epoch,
+                }
+            )
+            arrays = {"best": self.best_weights or []}
+            if es is not None and es.best_weights is not None:
+                arrays["early_stopping"] = es.best_weights
+            return Snapshot(
+                model=self.model,
+                epoch=epoch,
+                history=self.history,
+                epoch_seconds=self.epoch_seconds,
+                train_seconds=self.train_seconds,
+                early_stopping=es_state,
+                arrays=arrays,
+                best_val_accuracy=self.best,
+            )
 
     return Monitor
+
+
+def _early_stopping(cfg: Any, resume: Snapshot | None):
+    """Keras's EarlyStopping, continuing from a snapshot's counters when there is one."""
+    keras = backend.keras()
+
+    class Resumable(keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            if resume is not None and resume.early_stopping:
+                for k, v in resume.early_stopping.items():
+                    setattr(self, k, v)
+                self.best_weights = resume.arrays.get("early_stopping") or None
+
+    return Resumable(
+        monitor=cfg.monitor,
+        patience=cfg.patience,
+        restore_best_weights=cfg.restore_best_weights,
+        mode="min" if cfg.monitor == "val_loss" else "max",
+    )
 
 
 def datasets(splits: Splits, batch_size: int, seed: int):
@@ -205,38 +279,43 @@ def train(
     early_stopping: Any = None,
     epoch_hooks: Sequence[EpochHook] = (),
     measure_latency: bool = True,
+    keep_best_weights: bool = False,
+    resume: Snapshot | None = None,
+    save: Callable[[Snapshot], None] | None = None,
 ) -> TrainResult:
     """Build ``model_name`` with ``params``, fit on train, validate every epoch, return what happened.
 
     ``early_stopping``: a ``config.EarlyStopping`` (or None). ``epoch_hooks`` run after every epoch (see
-    :class:`EpochEnd`); the Optuna objective reports and prunes through one.
+    :class:`EpochEnd`); the Optuna objective reports and prunes through one. ``keep_best_weights``: the
+    result carries the best-``val_accuracy`` epoch's weights. ``save`` gets a :class:`Snapshot` after each
+    epoch that does not end the run; ``resume`` continues a snapshot's run from its next epoch.
     """
     keras = backend.keras()
     keras.utils.set_random_seed(seed)
     p = {**models.TRAINING_DEFAULTS, **params}
-    model = compile_model(model_name, p, splits, epochs=epochs)
-    monitor = _monitor_class()(epoch_hooks, epochs)
-    callbacks: list = [monitor]
-    es_cb = None
+    model = resume.model if resume is not None else compile_model(model_name, p, splits, epochs=epochs)
     validate = len(splits.y_val) > 0  # no validation in a final fit (Splits.for_final_fit): fixed epochs
+    es_cb = None
     if early_stopping is not None and early_stopping.enabled and validate:
-        es_cb = keras.callbacks.EarlyStopping(
-            monitor=early_stopping.monitor,
-            patience=early_stopping.patience,
-            restore_best_weights=early_stopping.restore_best_weights,
-            mode="min" if early_stopping.monitor == "val_loss" else "max",
-        )
-        callbacks.append(es_cb)
+        es_cb = _early_stopping(early_stopping, resume)
+    monitor = _monitor_class()(
+        epoch_hooks, epochs, resume=resume, es=es_cb, save=save, keep_best=keep_best_weights
+    )
+    # EarlyStopping first: the snapshot taken by the monitor holds its counters after this epoch.
+    callbacks: list = [cb for cb in (es_cb, monitor) if cb is not None]
     train_ds, val_ds = datasets(splits, int(p["batch_size"]), seed)
-    hist = model.fit(
-        train_ds,
-        validation_data=val_ds if validate else None,
-        epochs=epochs,
-        callbacks=callbacks,
-        verbose=0,
-        shuffle=False,
-    )  # the dataset shuffles itself, seeded
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    start = resume.epoch if resume is not None else 0
+    if start < epochs:  # the dataset shuffles itself, seeded
+        model.fit(
+            train_ds,
+            validation_data=val_ds if validate else None,
+            epochs=epochs,
+            initial_epoch=start,
+            callbacks=callbacks,
+            verbose=0,
+            shuffle=False,
+        )
+    history = monitor.history
     stop_reason = monitor.stop_reason
     if stop_reason == "completed" and es_cb is not None and es_cb.stopped_epoch > 0:
         stop_reason = "early_stopping"
@@ -263,6 +342,8 @@ def train(
         stop_reason=stop_reason,
         n_params=int(model.count_params()),
         latency_ms=latency,
+        best_weights=monitor.best_weights,
+        resumed_at=start,
     )
 
 

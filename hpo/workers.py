@@ -1,4 +1,4 @@
-"""Worker processes on one machine (``--n-workers``), and the signal handling they need.
+"""Worker processes on one machine (``--n-workers``), and SIGINT/SIGTERM handling for every run.
 
 Each worker is ``python -m hpo.run --worker INDEX`` on the same storage and study; it reads the
 resolved config from the study's stored attrs (``StudyConfig.from_dict``), so it runs exactly what
@@ -7,17 +7,22 @@ the parent resolved however the parent was called.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from typing import Callable, TextIO
+from typing import Callable, Iterator, TextIO
 
 from hpo.config import StudyConfig
+from hpo.errors import Interrupted
 
 WATCH_SECONDS = 2.0
-WORKER_GRACE_SECONDS = 30  # after Ctrl-C: how long workers get to store their interrupted trials
+# After SIGINT/SIGTERM: how long workers get to store their interrupted trials; well under the 30 s that
+# Slurm (and Kubernetes' default) leave between SIGTERM and SIGKILL.
+WORKER_GRACE_SECONDS = 15
 
 
 def worker_command(cfg: StudyConfig, index: int, *, threads: int, verbose: bool = False) -> list[str]:
@@ -69,43 +74,57 @@ def run_workers(
             if watch is not None:
                 watch()
         codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        _stop(procs)
+    except KeyboardInterrupt as e:
+        _stop(procs, e.signum if isinstance(e, Interrupted) else signal.SIGINT)
         raise
     return [c for c in codes if c]
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
+def _stop(procs: list[subprocess.Popen], signum: int) -> None:
+    """Pass the interrupt on (Kubernetes signals the main process only; a worker that got it already
+    ignores the copy), give the workers :data:`WORKER_GRACE_SECONDS` to store their trials, then kill."""
     for p in procs:
         if p.poll() is None:
-            p.send_signal(signal.SIGINT)
+            p.send_signal(signum)
     deadline = time.time() + WORKER_GRACE_SECONDS
     for i, p in enumerate(procs):
         try:
             code = p.wait(timeout=max(0.1, deadline - time.time()))
         except subprocess.TimeoutExpired:
-            p.terminate()
+            p.kill()
             p.wait()
             print(
-                f"worker {i} did not stop within {WORKER_GRACE_SECONDS}s of the interrupt "
-                "and was terminated; "
-                "the heartbeat re-queues its trial on the next run",
+                f"worker {i} did not stop within {WORKER_GRACE_SECONDS}s of the interrupt and was killed; "
+                "its trial resumes from its checkpoint once the heartbeat re-queues it on the next run",
                 file=sys.stderr,
             )
             continue
-        if code not in (0, 130):  # 130: stopped by the interrupt, as it should
+        if code not in (0, 128 + signal.SIGINT, 128 + signal.SIGTERM):  # stopped by the interrupt: fine
             print(f"worker {i} exited with code {code} after the interrupt", file=sys.stderr)
 
 
-def interrupt_once() -> None:
-    """In a worker: the first SIGINT stops the trial (KeyboardInterrupt), later ones are ignored.
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """The first SIGINT or SIGTERM raises :class:`~hpo.errors.Interrupted`; later ones are ignored.
 
-    Ctrl-C reaches a worker twice (the terminal's, then the one its parent passes on): a second
-    KeyboardInterrupt would cut the storing and re-queueing of the interrupted trial short.
+    ``timeout`` and Slurm signal the whole process group, a terminal's Ctrl-C too, and the parent passes
+    the signal on: a worker gets it twice, and a second KeyboardInterrupt would cut the storing and
+    re-queueing of the interrupted trial short. The previous handlers come back on exit.
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def handler(signum, frame):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise KeyboardInterrupt
+        for s in previous:
+            signal.signal(s, signal.SIG_IGN)
+        raise Interrupted(signum)
 
-    signal.signal(signal.SIGINT, handler)
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

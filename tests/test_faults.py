@@ -326,3 +326,133 @@ def test_ctrl_c_with_two_workers_requeues_their_trials_and_a_rerun_completes(tmp
     for t in running:  # each interrupted configuration ran again, to the end
         [copy] = [c for c in study.trials if c.user_attrs.get("retry_of") == t.number]
         assert copy.state.name in ("COMPLETE", "PRUNED") and copy.params == t.params
+
+
+@pytest.fixture
+def slow_data_dir(tmp_path):
+    """A --data-dir with 3,000 training images, so that a tiny model's epoch lasts long enough to signal."""
+    import numpy as np
+
+    from tests.conftest import synthetic_images
+
+    d = tmp_path / "slow-data"
+    d.mkdir()
+    xtr, ytr = synthetic_images(4000, seed=0)
+    xte, yte = synthetic_images(100, seed=1)
+    np.savez(d / "mnist.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    return d
+
+
+def _checkpointed(ckpt_dir, epochs: int, since: float = 0.0) -> dict[int, int]:
+    """{original trial: epoch} of the checkpoints written after ``since`` that are before half the epochs."""
+    out = {}
+    for p in ckpt_dir.glob("trial-*.json"):
+        try:
+            if p.stat().st_mtime < since:
+                continue
+            epoch = json.loads(p.read_text())["epoch"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if epoch < epochs // 2:
+            out[int(p.stem.split("-")[1])] = epoch
+    return out
+
+
+def _wait_for_checkpoint(p: subprocess.Popen, ckpt_dir, epochs: int, timeout: float = 300) -> dict[int, int]:
+    """Wait for a checkpoint written by this run (a killed run's stay on disk for their re-queued copies)."""
+    since = time.time()
+    deadline = since + timeout
+    while time.time() < deadline and p.poll() is None:
+        found = _checkpointed(ckpt_dir, epochs, since)
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("never saw a checkpoint in the first half of a trial")
+
+
+def test_sigterm_mid_trial_requeues_it_with_a_checkpoint_and_the_rerun_resumes_it(tmp_path, slow_data_dir):
+    epochs = 12
+    study_file = write_study(tmp_path, n_trials=2)
+    storage = f"sqlite:///{tmp_path / 'tiny.db'}"
+    ckpt_dir = tmp_path / "tiny.checkpoints"
+    args = ["--study", str(study_file), "--data-dir", str(slow_data_dir), "--epochs", str(epochs)]
+    p = _start(*args)
+    found = _wait_for_checkpoint(p, ckpt_dir, epochs)
+    t0 = time.time()
+    p.send_signal(signal.SIGTERM)  # the main process only, as Kubernetes does
+    code, out, err = _finish(p, timeout=60)
+    assert code == 143, err
+    assert time.time() - t0 < 15  # well inside Slurm's 30 s before SIGKILL
+    assert err.strip().splitlines()[-1].startswith("interrupted: finished trials are saved")
+    assert "Traceback" not in err
+    (victim,) = found
+    study = _load(storage)
+    assert study.trials[victim].state.name == "FAIL"
+    (copy,) = [t for t in study.trials if t.state.name == "WAITING"]
+    assert copy.system_attrs["failed_trial"] == victim and copy.params == study.trials[victim].params
+    saved = json.loads((ckpt_dir / f"trial-{victim}.json").read_text())["epoch"]
+    assert saved >= found[victim]
+
+    code, out, err = _finish(_start(*args))
+    assert code == 0, err
+    study = _load(storage)
+    resumed = study.trials[copy.number]
+    assert resumed.state.name in ("COMPLETE", "PRUNED")
+    assert resumed.user_attrs["resumed_from"] == {"trial": victim, "epoch": saved}
+    assert sorted(resumed.intermediate_values)[:saved] == list(range(1, saved + 1))  # told again, same steps
+    assert len(resumed.user_attrs["history"]["val_accuracy"]) == len(resumed.intermediate_values)
+    assert len(resumed.user_attrs["epoch_seconds"]) == len(resumed.user_attrs["history"]["loss"])
+    assert len(_done(study)) == 2
+    assert not list(ckpt_dir.glob("trial-*")), "a finished trial's checkpoint must be removed"
+
+
+def test_a_two_worker_study_killed_again_and_again_still_ends_with_every_trial_once(tmp_path, slow_data_dir):
+    import random
+
+    rng = random.Random(7)
+    epochs, n_trials = 10, 6
+    study_file = write_study(tmp_path, n_trials=n_trials)
+    storage = f"sqlite:///{tmp_path / 'tiny.db'}"
+    ckpt_dir = tmp_path / "tiny.checkpoints"
+    args = [
+        "--study",
+        str(study_file),
+        "--data-dir",
+        str(slow_data_dir),
+        "--epochs",
+        str(epochs),
+        "--n-workers",
+        "2",
+    ]
+    completed: dict[int, tuple] = {}
+    for round_, how in enumerate(["kill", "term", "kill"]):
+        p = subprocess.Popen(
+            [sys.executable, "-m", "hpo.run", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        _wait_for_checkpoint(p, ckpt_dir, epochs)
+        time.sleep(rng.uniform(0.0, 1.0))  # a random moment once a checkpoint exists
+        if p.poll() is not None:
+            pytest.fail(f"round {round_}: the study ended before it could be stopped: {p.communicate()}")
+        os.killpg(
+            p.pid, signal.SIGKILL if how == "kill" else signal.SIGTERM
+        )  # the whole group, as timeout does
+        code, out, err = _finish(p, timeout=60)
+        assert code == (-signal.SIGKILL if how == "kill" else 143), err
+        for t in _load(storage).get_trials():
+            if t.state.name == "COMPLETE":
+                assert completed.setdefault(t.number, (t.value, t.params)) == (t.value, t.params)
+    code, out, err = _finish(_start(*args), timeout=600)
+    assert code == 0, err
+    study = _load(storage)
+    assert len(_done(study)) == n_trials
+    assert not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
+    for number, values in completed.items():  # no completed trial changed
+        t = study.trials[number]
+        assert (t.value, t.params) == values
+    assert any("resumed_from" in t.user_attrs for t in study.trials), "no trial resumed from a checkpoint"

@@ -22,6 +22,7 @@ LAYERS = [
     {"artifacts"},
     {"config"},
     {"training"},
+    {"checkpoints"},
     {"objective", "console"},
     {"loop"},
     {"workers"},

@@ -206,9 +206,9 @@ def test_after_ctrl_c_a_worker_that_does_not_stop_or_exits_badly_is_named(monkey
     with pytest.raises(KeyboardInterrupt):
         workers.run_workers(types.SimpleNamespace(threads=1), 2, sys.stdout)
     err = capsys.readouterr().err
-    assert "worker 0 did not stop within 1s of the interrupt and was terminated" in err
+    assert "worker 0 did not stop within 1s of the interrupt and was killed" in err
     assert "worker 1 exited with code 3 after the interrupt" in err
-    assert [p.wait(timeout=10) for p in procs] == [-signal.SIGTERM, 3]  # terminated, and exited 3
+    assert [p.wait(timeout=10) for p in procs] == [-signal.SIGKILL, 3]  # killed, and exited 3
 
 
 def test_a_failed_worker_makes_the_run_exit_1_after_the_summary(tmp_path, monkeypatch, capsys, data_dir):
