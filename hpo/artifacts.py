@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo import backend
 from hpo.errors import UserError
+from hpo.paths import probe_dir
 from hpo.storage import StudyLock, storage_path
 
 EVICTED_ATTR = "evicted_models"  # study user attr: numbers of the trials whose model file was deleted
@@ -53,16 +54,10 @@ def default_dir(storage_url: str) -> Path | None:
 
 
 def check_dir(path: Path, *, where: str) -> None:
-    """Bad input unless ``path`` is, or can be made, a writable directory (nothing is created)."""
+    """Bad input unless ``path`` is, or can be made, a writable directory (probed, nothing left behind)."""
     if path.exists() and not path.is_dir():
         raise UserError(f"{where}: artifacts {path} is a file, not a directory; pass --artifacts DIR")
-    parent = path if path.exists() else path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise UserError(
-            f"{where}: cannot write models to {path} ({parent} is not writable); pass --artifacts DIR"
-        )
+    probe_dir(path, where=where, what="the model store", fix="pass --artifacts DIR with a writable folder")
 
 
 def open_store(path: Path, *, create: bool = True) -> AtomicFileSystemArtifactStore:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from hpo.errors import UserError
@@ -55,3 +56,47 @@ def study_argument(source: str) -> str:
     """How to name a study file on a command line: its name when it lives in a ``studies/`` folder."""
     p = Path(source)
     return p.stem if p.parent.name == "studies" else source
+
+
+def probe_dir(directory: Path, *, where: str, what: str, fix: str) -> None:
+    """Bad input unless a file can be created in ``directory``: found out by creating the directory (and
+    its missing parents) and a file in it, then removing all of it again. ``os.access`` alone says yes
+    to root everywhere, and to paths such as ``/proc/x`` where nothing can be created."""
+    missing: list[Path] = []
+    p = directory
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    if not p.is_dir():
+        raise UserError(f"{where}: cannot create {what} in {directory}: {p} is a file; {fix}")
+    created: list[Path] = []
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            created.append(d)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".hpo-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{where}: cannot create {what} in {directory} ({e.strerror}); {fix}") from None
+    finally:
+        for d in reversed(created):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+
+def probe_file(path: Path, *, where: str, what: str, fix: str) -> None:
+    """Bad input unless ``path`` can be written: an existing file is opened for appending (which changes
+    nothing), a missing one is probed through :func:`probe_dir` on its folder."""
+    if path.is_dir():
+        raise UserError(f"{where}: {what} {path} is a directory; give a file path")
+    if path.exists():
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as e:
+            raise UserError(f"{where}: {what} {path} is not writable ({e.strerror}); {fix}") from None
+        return
+    probe_dir(path.parent, where=where, what=what, fix=fix)

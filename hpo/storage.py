@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from hpo.errors import UserError, one_line
+from hpo.paths import probe_file
 
 HEARTBEAT_SECONDS = int(os.environ.get("HPO_HEARTBEAT_SECONDS", "10"))
 _RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
@@ -79,22 +80,7 @@ def check_storage_url(url: str, *, where: str) -> None:
 
 
 def _check_writable(path: Path, *, where: str, what: str) -> None:
-    if path.exists():
-        if path.is_dir():
-            raise UserError(f"{where}: {what} {path} is a directory; give a file path")
-        if not os.access(path, os.W_OK):
-            raise UserError(
-                f"{where}: {what} {path} is not writable; fix its permissions or pass another --storage"
-            )
-        return
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise UserError(
-            f"{where}: cannot create {what} {path}: {parent} is not a writable directory; "
-            "pass --storage with a writable path"
-        )
+    probe_file(path, where=where, what=what, fix="pass --storage with a writable path")
 
 
 def describe_storage(url: str) -> str:

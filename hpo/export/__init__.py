@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo import artifacts, console
 from hpo.config import StudyConfig
 from hpo.errors import UserError
+from hpo.paths import probe_dir
 from hpo.storage import open_existing_study
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -123,11 +124,7 @@ def _check_out(out: Path, force: bool) -> None:
         raise UserError(
             f"--out {out} exists and is not empty; pass --force to overwrite its files, or another --out"
         )
-    parent = out if out.exists() else out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"--out {out}: {parent} is not writable; pass another --out")
+    probe_dir(out, where="--out", what="the export", fix="pass --out with a writable folder")
 
 
 def _write(out: Path, name: str, write: Callable[[Path], None]) -> Path:

@@ -14,6 +14,7 @@ import plotly.offline
 from hpo import artifacts as artifacts_mod
 from hpo import config as config_mod
 from hpo.errors import UserError
+from hpo.paths import probe_file
 from hpo.report import collect as collect_mod
 from hpo.report import compare, figures, render, retrain
 from hpo.report.retrain import Log
@@ -92,6 +93,7 @@ def build_report(
         raise UserError(
             f"--out {out_path} is a directory; give a file path such as {out_path / 'report.html'}"
         )
+    probe_file(out_path, where="--out", what="the report", fix="pass --out with a writable path")
     if no_retrain and references == "measured":
         references = "published"
     proto = retrain.protocol(
