@@ -79,6 +79,12 @@ def add_run_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--n-trials", type=int, help="total finished (complete or pruned) trials wanted in the study"
     )
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    p.add_argument(
+        "--budget",
+        metavar="TIME",
+        help="wall-clock time for this run (30m, 2h, 1h30m): planned so that it ends, before then, with a "
+        "full-fidelity winner (multi-fidelity studies); see the README",
+    )
     p.add_argument("--epochs", type=int, help="max epochs per trial")
     p.add_argument(
         "--max-train-samples", type=int, help="train on a stratified subset of this size (fast, low fidelity)"
@@ -112,7 +118,9 @@ def run_parser(prog: str = "hpo run") -> argparse.ArgumentParser:
 
 def resolve(args: argparse.Namespace) -> config.StudyConfig:
     """The study file named by ``--study`` with the flags applied."""
+    budget = config.parse_duration(args.budget, where="--budget") if args.budget is not None else None
     return config.load_study(args.study).with_overrides(
+        time=budget,
         n_trials=args.n_trials,
         timeout=args.timeout,
         storage=args.storage,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from types import SimpleNamespace
 from typing import Any, Callable, Mapping
 
@@ -96,7 +97,9 @@ def make_sampler(
             seed = trial_seed(seed, 10_000 + worker_index)
         kwargs.setdefault("seed", seed)
     try:
-        return cls(**kwargs)
+        with warnings.catch_warnings():  # QMC, GP, ... are flagged experimental: noise for users
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return cls(**kwargs)
     except ImportError as e:
         raise UserError(
             f"sampler {name!r} needs an extra package ({e}); "
@@ -115,6 +118,8 @@ def make_pruner(
     if name == "hyperband":
         kwargs.setdefault("max_resource", max_resource)
     try:
-        return cls(**kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return cls(**kwargs)
     except (ValueError, TypeError) as e:
         raise UserError(f"{where}: {e}") from None

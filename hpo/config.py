@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +33,50 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class Budget:
-    n_trials: int = 20
-    timeout: float | None = None  # seconds for this run
-    epochs: int = 10
+    n_trials: int = 20  # finished trials; with multi-fidelity: configurations tried at the first rung
+    timeout: float | None = None  # seconds for this run: no new trial starts after it
+    epochs: int = 10  # of a full-fidelity trial (all the training images)
+    time: float | None = None  # seconds for this run, planned to end with a full-fidelity winner (--budget)
+
+
+@dataclass(frozen=True)
+class Rung:
+    """A fidelity below the full one: a stratified subset of the training split, for a few epochs."""
+
+    train_samples: int
+    epochs: int
+
+
+@dataclass(frozen=True)
+class MultiFidelity:
+    """Successive halving over data and epochs (see ``hpo.schedule``); no rungs: one fidelity, pruned
+    within trials by the pruner."""
+
+    rungs: tuple[Rung, ...] = ()  # cheapest first; the full fidelity (all images, budget.epochs) comes last
+    reduction_factor: int = 3  # the best 1/reduction_factor of a rung go on to the next
+    final_share: float = 0.5  # of a time budget, kept for training the winner at full fidelity
+    max_final_epochs: int = 60  # the winner's epochs when the time budget would allow more
+    max_trial_share: float = 0.25  # no trial may be expected to take more of the time left than this
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.rungs)
+
+
+def parse_duration(value: Any, *, where: str) -> float:
+    """``"2h"``, ``"30m"``, ``"90s"``, ``"1h30m"`` or a number of seconds -> seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*(\d+(\.\d+)?\s*[hms]\s*)+", value or "x"):
+        units = {"h": 3600, "m": 60, "s": 1}
+        seconds = sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", value))
+    elif isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
+        seconds = float(value)
+    else:
+        raise UserError(f"{where}: expected a duration such as 30m, 2h, 1h30m or 90s, got {value!r}")
+    if seconds <= 0:
+        raise UserError(f"{where}: the duration must be > 0, got {value!r}")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -69,6 +111,7 @@ class StudyConfig:
     sampler: Component = Component("tpe")
     pruner: Component = Component("median")
     early_stopping: EarlyStopping = EarlyStopping()
+    multi_fidelity: MultiFidelity = MultiFidelity()
     warm_start: tuple[Mapping[str, Any], ...] = ()
     use_warm_start: bool = True  # false (or --no-warm-start): the [[warm_start]] trials are not enqueued
     artifacts: str | None = None  # where trained models go (default: beside a SQLite/journal file)
@@ -80,7 +123,7 @@ class StudyConfig:
         for key, value in overrides.items():
             if value is None:
                 continue
-            if key in ("n_trials", "timeout", "epochs"):
+            if key in ("n_trials", "timeout", "epochs", "time"):
                 cfg = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, **{key: value}))
             elif key in ("max_train_samples", "data_dir"):
                 cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **{key: value}))
@@ -114,7 +157,10 @@ class StudyConfig:
             names = {f.name for f in dataclasses.fields(kind)}
             return kind(**{k: v for k, v in (raw or {}).items() if k in names})
 
+        mf = dict(d.get("multi_fidelity") or {})
+        mf["rungs"] = tuple(Rung(**r) for r in mf.get("rungs") or ())
         top = {f.name for f in dataclasses.fields(cls)} - {
+            "multi_fidelity",
             "space",
             "data",
             "budget",
@@ -131,6 +177,7 @@ class StudyConfig:
             sampler=section(Component, d.get("sampler")),
             pruner=section(Component, d.get("pruner")),
             early_stopping=section(EarlyStopping, d.get("early_stopping")),
+            multi_fidelity=section(MultiFidelity, mf),
             warm_start=tuple(dict(w) for w in d.get("warm_start") or ()),
         )
 
@@ -178,6 +225,7 @@ _TOP = {
     "use_warm_start",
     "artifacts",
     "keep_models",
+    "multi_fidelity",
 }
 _SECTIONS = {
     "data": DataConfig,
@@ -218,8 +266,17 @@ def parse_study(raw: Mapping[str, Any], *, path: Path) -> StudyConfig:
     space = load_space(raw["space"], relative_to=path.parent, allowed=allowed)
 
     sections: dict[str, Any] = {}
+    budget_raw = dict(raw.get("budget", {})) if isinstance(raw.get("budget", {}), dict) else raw.get("budget")
+    budget_time = budget_raw.pop("time", None) if isinstance(budget_raw, dict) else None
     for key, cls in _SECTIONS.items():
-        sections[key] = _dataclass_from(cls, raw.get(key, {}), f"{where}:{key}")
+        sections[key] = _dataclass_from(
+            cls, budget_raw if key == "budget" else raw.get(key, {}), f"{where}:{key}"
+        )
+    if budget_time is not None:
+        sections["budget"] = dataclasses.replace(
+            sections["budget"], time=parse_duration(budget_time, where=f"{where}:budget.time")
+        )
+    sections["multi_fidelity"] = _multi_fidelity(raw.get("multi_fidelity", {}), f"{where}:multi_fidelity")
     kwargs: dict[str, Any] = dict(
         name=_expect(raw.get("name", path.stem), str, f"{where}:name"),
         dataset=raw["dataset"],
@@ -275,6 +332,28 @@ def _dataclass_from(cls: type, raw: Any, where: str) -> Any:
     return cls(**values)
 
 
+def _multi_fidelity(raw: Any, where: str) -> MultiFidelity:
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a table, got {raw!r}")
+    rest = {k: v for k, v in raw.items() if k != "rungs"}
+    base = _dataclass_from(MultiFidelity, {k: v for k, v in rest.items() if k != "rungs"}, where)
+    rungs_raw = raw.get("rungs", [])
+    if not isinstance(rungs_raw, list):
+        raise UserError(f"{where}.rungs: expected a list like [{{ train_samples = 6000, epochs = 3 }}]")
+    rungs = []
+    for i, r in enumerate(rungs_raw):
+        w = f"{where}.rungs[{i}]"
+        if not isinstance(r, dict) or set(r) != {"train_samples", "epochs"}:
+            raise UserError(f"{w}: expected {{ train_samples = N, epochs = E }}, got {r!r}")
+        rungs.append(
+            Rung(
+                _expect(r["train_samples"], int, f"{w}.train_samples"),
+                _expect(r["epochs"], int, f"{w}.epochs"),
+            )
+        )
+    return dataclasses.replace(base, rungs=tuple(rungs))
+
+
 def _component(raw: Any, where: str) -> Component:
     if isinstance(raw, str):
         raw = {"name": raw}
@@ -314,6 +393,28 @@ def _validate(cfg: StudyConfig, *, where: str) -> None:
         raise UserError(f"{where}: workers must be >= 1, got {cfg.workers}")
     components.check_options("sampler", cfg.sampler.name, cfg.sampler.options, where=where)
     components.check_options("pruner", cfg.pruner.name, cfg.pruner.options, where=where)
+    cfg.make_sampler()  # option values too, before any storage is created
+    cfg.make_pruner()
+    mf = cfg.multi_fidelity
+    for i, r in enumerate(mf.rungs):
+        if r.train_samples <= 0 or r.epochs <= 0:
+            raise UserError(
+                f"{where}: multi_fidelity.rungs[{i}] needs train_samples > 0 and epochs > 0, got {r}"
+            )
+        if i and (r.train_samples, r.epochs) <= (mf.rungs[i - 1].train_samples, mf.rungs[i - 1].epochs):
+            raise UserError(
+                f"{where}: multi_fidelity.rungs must grow, cheapest first; rungs[{i}] = {r} does not"
+            )
+    if mf.reduction_factor < 2:
+        raise UserError(f"{where}: multi_fidelity.reduction_factor must be >= 2, got {mf.reduction_factor}")
+    if not 0 < mf.final_share < 1 or not 0 < mf.max_trial_share <= 1:
+        raise UserError(
+            f"{where}: multi_fidelity.final_share must be in (0, 1) and max_trial_share in (0, 1]"
+        )
+    if mf.max_final_epochs < 1:
+        raise UserError(f"{where}: multi_fidelity.max_final_epochs must be >= 1, got {mf.max_final_epochs}")
+    if cfg.budget.time is not None and cfg.budget.time <= 0:
+        raise UserError(f"{where}: budget.time must be > 0, got {cfg.budget.time}")
     if cfg.keep_models < 1:
         raise UserError(f"{where}: keep_models must be >= 1, got {cfg.keep_models}")
     storage.check_storage_url(cfg.storage, where=where)

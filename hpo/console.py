@@ -46,10 +46,21 @@ def state_counts(trials: Sequence[FrozenTrial], *, keep_empty: bool = False) -> 
     return {s: n for s, n in by_state.items() if n or keep_empty}
 
 
+def fid_text(fid: dict) -> str:
+    """``rung 0: 6000x3`` / ``full: 48000x15``: a trial's fidelity as images x epochs."""
+    where = "full" if fid.get("full") else f"rung {fid.get('rung')}"
+    return f"{where}: {fid.get('train_samples')}x{fid.get('epochs')}"
+
+
 def trial_line(trial: FrozenTrial) -> str:
     secs = trial_seconds(trial)
     value = f"{trial.value:.4f}" if trial.value is not None else "-"
-    if trial.state == TrialState.PRUNED and trial.intermediate_values:
+    fid = trial.user_attrs.get("fidelity")
+    if isinstance(fid, dict):  # multi-fidelity: the score at the trial's own fidelity, and that fidelity
+        if trial.state == TrialState.PRUNED and trial.intermediate_values:
+            value = f"{max(trial.intermediate_values.values()):.4f}"
+        value += f" [{fid_text(fid)}]"
+    elif trial.state == TrialState.PRUNED and trial.intermediate_values:
         step = max(trial.intermediate_values)
         value = f"{trial.intermediate_values[step]:.4f}@epoch{step}"
     reason = trial.user_attrs.get("fail_reason", "")
@@ -97,6 +108,14 @@ def print_summary(study: optuna.Study, cfg: Any, *, out: TextIO) -> None:
     print(
         f"report:    hpo report --study {study_arg} --study-name {cfg.name} --storage {cfg.storage}", file=out
     )
+
+
+def print_time_spent(rows: Sequence[tuple[str, int, float]], *, out: TextIO) -> None:
+    """How a multi-fidelity run spent its time, per rung and at full fidelity."""
+    total = sum(r[2] for r in rows) or 1.0
+    print("time spent:", file=out)
+    for name, n, secs in rows:
+        print(f"  {name}: {n} trials, {secs / 60:.1f} min ({100 * secs / total:.0f} %)", file=out)
 
 
 class Progress:

@@ -42,9 +42,21 @@ FASHION_CLASSES = (
     "Ankle boot",
 )
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+
+
+def keras_cache() -> Path:
+    """Keras's dataset cache, read when needed (``KERAS_HOME`` may change after import)."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+
+
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
-CACHE_DIR = Path(os.environ.get("HPO_CACHE_DIR", Path.home() / ".cache" / "hpo"))
+
+
+def cache_dir() -> Path:
+    """hpo's own cache (decoded image folders), read when needed."""
+    return Path(os.environ.get("HPO_CACHE_DIR", Path.home() / ".cache" / "hpo"))
+
+
 _FASHION_FILES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
@@ -96,6 +108,20 @@ class Splits:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def subset(self, n: int, *, seed: int) -> "Splits":
+        """A stratified subset of ``n`` training images (the validation split stays whole), normalized as
+        the whole: a lower rung of a multi-fidelity search. ``n`` at or above the size: these splits."""
+        if n >= len(self.y_train):
+            return self
+        idx, _ = train_test_split(
+            np.arange(len(self.y_train)),
+            train_size=n,
+            random_state=seed,
+            stratify=self.y_train if n >= len(self.class_names) else None,
+        )
+        idx = np.sort(idx)
+        return replace(self, x_train=self.x_train[idx], y_train=self.y_train[idx])
+
     def for_final_fit(self) -> "Splits":
         """Training and validation images as one training set, with no validation: the final fit of a
         chosen configuration once the search is over (its epochs come from the search, not from
@@ -138,7 +164,7 @@ def _fashion_dir_candidates(data_dir: Path | None) -> list[Path]:
     c = []
     if data_dir:
         c += [data_dir / "fashion-mnist", data_dir / "fashion_mnist", data_dir]
-    return c + [KERAS_CACHE / "fashion-mnist", DEBIAN_FASHION]
+    return c + [keras_cache() / "fashion-mnist", DEBIAN_FASHION]
 
 
 def _load_fashion(data_dir: Path | None) -> Raw:
@@ -151,7 +177,7 @@ def _load_fashion(data_dir: Path | None) -> Raw:
 
 
 def _load_mnist(data_dir: Path | None) -> Raw:
-    tried = ([data_dir / "mnist.npz"] if data_dir else []) + [KERAS_CACHE / "mnist.npz"]
+    tried = ([data_dir / "mnist.npz"] if data_dir else []) + [keras_cache() / "mnist.npz"]
     for p in tried:
         if p.is_file():
             with np.load(p) as f:
@@ -174,7 +200,7 @@ def _load_cifar10(data_dir: Path | None) -> Raw:
             data_dir / "cifar10-jpeg",
             data_dir / "cifar-10-batches-py",
         ]
-    tried += [KERAS_CACHE / "cifar-10-batches-py"]
+    tried += [keras_cache() / "cifar-10-batches-py"]
     for p in tried:
         if p.name == "cifar-10-batches-py" and (p / "data_batch_1").is_file():
             return _read_cifar_pickles(p)
@@ -234,7 +260,7 @@ def _fingerprint(path: Path) -> str:
 
 def _load_image_folder_path(path: Path) -> Raw:
     """``train/<class>/*`` and ``test/<class>/*`` under ``path`` (a folder or a .tar.gz), cached as .npz."""
-    cache = CACHE_DIR / f"image_folder-{_fingerprint(path)}.npz"
+    cache = cache_dir() / f"image_folder-{_fingerprint(path)}.npz"
     if cache.is_file():
         with np.load(cache) as f:
             return Raw(
@@ -296,7 +322,7 @@ def _load_image_folder_path(path: Path) -> Raw:
         arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], class_names, str(path)
     )
     try:
-        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        cache_dir().mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")
         np.savez(tmp, **arrays, class_names=np.asarray(class_names))
         tmp.replace(cache)
@@ -334,7 +360,7 @@ def _download(name: str, tried: list[Path]) -> Raw:
     classes = {"fashion_mnist": FASHION_CLASSES, "cifar10": CIFAR10_CLASSES}.get(
         name, tuple(map(str, range(10)))
     )
-    return Raw(xtr, ytr, xte, yte, classes, f"keras download ({KERAS_CACHE})")
+    return Raw(xtr, ytr, xte, yte, classes, f"keras download ({keras_cache()})")
 
 
 DATASETS: dict[str, DatasetSpec] = {

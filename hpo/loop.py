@@ -21,6 +21,7 @@ from hpo import components, console
 from hpo.config import StudyConfig
 from hpo.errors import UserError, one_line
 from hpo.objective import AfterTraining
+from hpo.schedule import RungPlan
 from hpo.storage import HEARTBEAT_SECONDS, StudyLock, describe_storage, enable_sqlite_wal, make_storage
 from hpo.training import EpochHook
 
@@ -77,8 +78,10 @@ def open_study(
         _check_same_protocol(stored, as_stored, cfg)
     enable_sqlite_wal(storage)
     if stored is None and cfg.use_warm_start:
+        # With multi-fidelity, warm starts begin at rung 0 like any configuration: they block nothing.
+        attrs = {"warm_start": True, **({"rung": 0} if cfg.multi_fidelity.enabled else {})}
         for params in cfg.warm_start:
-            study.enqueue_trial(dict(params), user_attrs={"warm_start": True}, skip_if_exists=True)
+            study.enqueue_trial(dict(params), user_attrs=attrs, skip_if_exists=True)
     study.set_user_attr("config", as_stored)
     return study
 
@@ -93,6 +96,8 @@ PROTOCOL_KEYS = (
     "data.max_train_samples",
     "budget.epochs",
     "early_stopping",
+    "multi_fidelity.rungs",  # the rung plan: a rung's trials are comparable only under the same subsets
+    "multi_fidelity.reduction_factor",
 )
 _FLAGS = {"seed": "--seed", "data.max_train_samples": "--max-train-samples", "budget.epochs": "--epochs"}
 
@@ -146,6 +151,9 @@ class _InterruptFilter(logging.Filter):
 _drop_interrupt_records = _InterruptFilter()
 
 
+QUEUED_ATTRS = ("warm_start", "rung", "time_limit", "promoted_from", "final", "epochs")
+
+
 def requeue_interrupted(study: optuna.Study, number: int) -> bool:
     """Queue a copy of trial ``number`` (failed by an interrupt) to run again, keeping its warm-start mark.
 
@@ -157,9 +165,9 @@ def requeue_interrupted(study: optuna.Study, number: int) -> bool:
     if trial.state != TrialState.FAIL:
         return False
     original = components.original_number(trial)
-    attrs: dict[str, Any] = {"retry_of": original}
-    if trial.user_attrs.get("warm_start"):
-        attrs["warm_start"] = True
+    # What the trial was queued with (a warm start, its rung and plan); not what its run recorded.
+    attrs: dict[str, Any] = {k: v for k, v in trial.user_attrs.items() if k in QUEUED_ATTRS}
+    attrs["retry_of"] = original
     # The pruner's record of the rungs the trial passed, so that a copy resumed from its checkpoint is
     # judged as the same trial (Optuna's own heartbeat retry copies every system attr), and the enqueued
     # trial's fixed parameters: it may have been stopped before suggesting them all.
@@ -196,8 +204,9 @@ class TrialLoop:
         out: TextIO | None = None,
         progress: bool | console.Progress = True,
         on_trial_end: Sequence[TrialEndHook] = (),
+        plan: RungPlan | None = None,
     ):
-        self.study, self.objective, self.cfg = study, objective, cfg
+        self.study, self.objective, self.cfg, self.plan = study, objective, cfg, plan
         self.out = out or sys.stdout
         self.on_trial_end = tuple(on_trial_end)
         self.n = cfg.budget.n_trials
@@ -262,16 +271,26 @@ class TrialLoop:
             done = sum(t.state in console.DONE_STATES for t in trials)
             running = [t.number for t in trials if t.state == TrialState.RUNNING]
             waiting = sum(t.state == TrialState.WAITING for t in trials)
-            if done >= self.n:
-                return "done"
-            if done + len(running) >= self.n:
-                self._elsewhere = running
-                return "wait"
-            # Take a waiting trial (a reserved one, an enqueued warm start; with several workers warm starts
-            # wait in the queue beyond n_trials), or reserve one first. Still holding the lock, ask() inside
-            # optimize pops a reserved trial, never a new one.
-            if waiting == 0:
-                self.study.enqueue_trial({})
+            if self.plan is not None:  # multi-fidelity: the plan says what comes next
+                if self.plan.done(trials):
+                    return "done"
+                if waiting == 0:
+                    nxt = self.plan.next(trials)
+                    if nxt is None:
+                        self._elsewhere = running
+                        return "wait" if running else "done"
+                    self.study.enqueue_trial(nxt["params"], user_attrs=nxt["user_attrs"])
+            else:
+                if done >= self.n:
+                    return "done"
+                if done + len(running) >= self.n:
+                    self._elsewhere = running
+                    return "wait"
+                # Take a waiting trial (a reserved one, an enqueued warm start; with several workers warm
+                # starts wait in the queue beyond n_trials), or reserve one first.
+                if waiting == 0:
+                    self.study.enqueue_trial({})
+            # Still holding the lock: ask() inside optimize pops a reserved trial, never a new one.
             self.current = None
             try:
                 self.study.optimize(

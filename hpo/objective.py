@@ -20,6 +20,7 @@ from hpo.components import original_number, trial_seed
 from hpo.config import StudyConfig
 from hpo.data import Splits
 from hpo.errors import TrainingDiverged, one_line
+from hpo.schedule import RungPlan
 from hpo.spaces import suggest
 
 # Runs after training while the trial is still RUNNING (Optuna refuses writes to a finished trial).
@@ -27,11 +28,19 @@ AfterTraining = Callable[[optuna.trial.BaseTrial, training.TrainResult], None]
 
 
 class Reporter:
-    """The epoch hook that reports each epoch's validation accuracy and stops with "pruned" when the
+    """The epoch hook that reports each epoch's validation accuracy (at step ``epoch x step_size``: epochs,
+    or training images seen in a multi-fidelity study) and, with ``prune``, stops with "pruned" when the
     pruner says so; ``reported`` is what it told Optuna (a resumed trial tells it again)."""
 
-    def __init__(self, trial: optuna.trial.BaseTrial, reported: dict[int, float] | None = None):
-        self.trial = trial
+    def __init__(
+        self,
+        trial: optuna.trial.BaseTrial,
+        reported: dict[int, float] | None = None,
+        *,
+        step_size: int = 1,
+        prune: bool = True,
+    ):
+        self.trial, self.step_size, self.prune = trial, step_size, prune
         self.reported: dict[int, float] = {}
         for step, value in sorted((reported or {}).items()):
             self.report(int(step), float(value))
@@ -43,9 +52,9 @@ class Reporter:
     def __call__(self, end: training.EpochEnd) -> str | None:
         if "val_accuracy" not in end.logs:
             return None
-        self.report(end.epoch, end.logs["val_accuracy"])
+        self.report(end.epoch * self.step_size, end.logs["val_accuracy"])
         # After the last epoch the training is paid for: keep the result rather than prune it.
-        if end.epoch < end.epochs and self.trial.should_prune():
+        if self.prune and end.epoch < end.epochs and self.trial.should_prune():
             return "pruned"
         return None
 
@@ -68,8 +77,10 @@ class Objective:
         after_training: Sequence[AfterTraining] = (),
         store: artifacts.AtomicFileSystemArtifactStore | None = None,
         checkpoints: Checkpoints | None = None,
+        plan: RungPlan | None = None,
     ):
-        self.cfg, self.splits, self.store, self.checkpoints = cfg, splits, store, checkpoints
+        self.cfg, self.splits, self.store, self.checkpoints, self.plan = cfg, splits, store, checkpoints, plan
+        self._subsets: dict[int, Splits] = {}
         self.epoch_hooks, self.after_training = tuple(epoch_hooks), tuple(after_training)
 
     def _resume(self, trial: optuna.trial.BaseTrial, key: int, params: dict) -> tuple[Any, dict]:
@@ -94,9 +105,23 @@ class Objective:
         seed = trial_seed(cfg.seed, key)  # a re-queued copy trains with its original's seed
         trial.set_user_attr("seed", seed)
         result, finished = None, False
+        # The fidelity: a rung's subset and epochs, or (no multi-fidelity) all the images for budget.epochs.
+        fid = self.plan.fidelity(dict(trial.user_attrs)) if self.plan is not None else None
+        splits = self._subset(fid.train_samples) if fid is not None and fid.train_samples else self.splits
+        epochs = fid.epochs if fid is not None else cfg.budget.epochs
+        if fid is not None:
+            trial.set_user_attr(
+                "fidelity",
+                {**fid.as_attr(), "train_samples": len(splits.y_train), "full": fid.rung == self.plan.full},
+            )
         try:
             resume, meta = self._resume(trial, key, params)
-            reporter = Reporter(trial, meta.get("reported"))
+            reporter = Reporter(
+                trial,
+                meta.get("reported"),
+                step_size=len(splits.y_train) if fid is not None else 1,
+                prune=fid is None,  # a multi-fidelity study prunes between rungs, not within a trial
+            )
             if resume is not None:
                 trial.set_user_attr("resumed_from", {"trial": meta["trial"], "epoch": resume.epoch})
             save = None
@@ -113,17 +138,18 @@ class Objective:
             result = training.train(
                 cfg.model,
                 params,
-                self.splits,
-                epochs=cfg.budget.epochs,
+                splits,
+                epochs=epochs,
                 seed=seed,
                 early_stopping=cfg.early_stopping,
                 epoch_hooks=[reporter, *(make(trial) for make in self.epoch_hooks)],
                 keep_best_weights=self.store is not None,
                 resume=resume,
                 save=save,
+                time_limit=fid.time_limit if fid is not None else None,
             )
             finished = True
-            for k, value in user_attrs(result, n_train=len(self.splits.y_train)).items():
+            for k, value in user_attrs(result, n_train=len(splits.y_train)).items():
                 trial.set_user_attr(k, value)
             for hook in self.after_training:
                 hook(trial, result)
@@ -133,6 +159,8 @@ class Objective:
                 raise TrainingDiverged(reason)
             if result.stop_reason == "pruned":
                 raise optuna.TrialPruned(f"pruned at epoch {len(result.epoch_seconds)}")
+            if fid is not None and fid.rung < self.plan.full:  # a lower rung: ranked below full fidelity
+                raise optuna.TrialPruned(f"rung {fid.rung} done: val_accuracy {result.best_val_accuracy:.4f}")
             if self.store is not None and result.best_weights and isinstance(trial, optuna.Trial):
                 result.model.set_weights(result.best_weights)
                 artifacts.upload_model(trial, result.model, self.store)
@@ -150,6 +178,12 @@ class Objective:
                 result.model = None
             training.release()
 
+    def _subset(self, n: int) -> Splits:
+        """A rung's stratified subset, the same for every trial of the rung (drawn with the study seed)."""
+        if n not in self._subsets:
+            self._subsets[n] = self.splits.subset(n, seed=self.cfg.seed)
+        return self._subsets[n]
+
 
 def user_attrs(result: training.TrainResult, *, n_train: int) -> dict[str, Any]:
     """What a trial stores about its training: curves, costs, the best epoch and why it stopped."""
@@ -161,6 +195,12 @@ def user_attrs(result: training.TrainResult, *, n_train: int) -> dict[str, Any]:
         "n_params": result.n_params,
         "history": result.history,
         "epoch_seconds": [round(s, 3) for s in result.epoch_seconds],
+        # validation seconds per epoch: what a longer run at another fidelity costs besides training
+        "val_seconds": finite(
+            sum(e - t for e, t in zip(result.epoch_seconds, result.train_seconds))
+            / max(1, len(result.epoch_seconds)),
+            3,
+        ),
         "images_per_sec": finite(result.images_per_sec, 1),
         "best_epoch": result.best_epoch,
         "stop_reason": result.stop_reason,

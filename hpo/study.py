@@ -8,6 +8,7 @@ summary. Running the same command again resumes: only the missing trials run.
 from __future__ import annotations
 
 import sys
+import time
 import warnings
 from typing import TextIO
 
@@ -19,7 +20,10 @@ from hpo.config import StudyConfig
 from hpo.errors import TooManyFailures, UserError, WorkersFailed
 from hpo.loop import Hooks, TrialLoop, open_study
 from hpo.objective import Objective
+from hpo.schedule import RungPlan
 from hpo.storage import StudyLock, open_existing_study
+
+RUN_STARTED = "run_started"  # study user attr: when this run began (the time budget counts from it)
 
 
 def run(
@@ -72,9 +76,11 @@ def _run(
         )
     failed: list[int] = []
     n_failed = 0
+    n_train = len(splits.y_train)
     if n_workers > 1:
         del splits
         study = open_study(cfg)
+        study.set_user_attr(RUN_STARTED, time.time())  # the time budget's start, for every worker
         console.announce(study, cfg, out)
         progress = console.Progress(total=0, out=out)
         try:
@@ -86,6 +92,7 @@ def _run(
         backend.configure(threads=cfg.threads)
         study = open_study(cfg, worker_index=worker)
         if parent:
+            study.set_user_attr(RUN_STARTED, time.time())
             console.announce(study, cfg, out)
         store, trial_end = None, list(hooks.trial_end)
         if cfg.artifact_dir is not None:
@@ -108,10 +115,17 @@ def _run(
             after_training=hooks.after_training,
             store=store,
             checkpoints=Checkpoints(ckpt_dir) if ckpt_dir is not None else None,
+            plan=plan_for(study, cfg, n_train),
         )
-        n_failed = TrialLoop(study, objective, cfg, out=out, progress=progress, on_trial_end=trial_end).run()
+        loop = TrialLoop(
+            study, objective, cfg, out=out, progress=progress, on_trial_end=trial_end, plan=objective.plan
+        )
+        n_failed = loop.run()
     if parent:
         console.print_summary(study, cfg, out=out)
+        plan = plan_for(study, cfg, n_train)
+        if plan is not None:
+            console.print_time_spent(plan.time_spent(study.get_trials(deepcopy=False)), out=out)
     if failed:
         raise WorkersFailed(
             f"worker exit codes {failed}: see the worker's messages above; finished trials are "
@@ -123,6 +137,13 @@ def _run(
             "finished trials are saved: fix the cause and run the same command again"
         )
     return study
+
+
+def plan_for(study: optuna.Study, cfg: StudyConfig, n_train: int) -> RungPlan | None:
+    """The multi-fidelity plan of this run (its time budget starts when the parent opened the study)."""
+    if not cfg.multi_fidelity.enabled:
+        return None
+    return RungPlan(cfg, n_train=n_train, started=study.user_attrs.get(RUN_STARTED))
 
 
 def stored_config(storage_url: str, study_name: str) -> StudyConfig:

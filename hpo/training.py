@@ -76,7 +76,7 @@ class TrainResult:
     images_per_sec: float
     best_epoch: int  # 1-based, by val_accuracy
     best_val_accuracy: float
-    stop_reason: str  # completed | early_stopping | pruned | nan_loss
+    stop_reason: str  # completed | early_stopping | pruned | nan_loss | time_limit
     n_params: int
     latency_ms: float = float("nan")
     # The weights after the best-val_accuracy epoch: Keras's EarlyStopping restores the best-val_loss
@@ -120,8 +120,10 @@ def _monitor_class():
             es: Any,
             save: Callable[[Snapshot], None] | None,
             keep_best: bool,
+            time_limit: float | None = None,
         ):
             super().__init__()
+            self.stop_at = time.perf_counter() + time_limit if time_limit else None
             self.hooks, self.epochs, self.es, self.save, self.keep_best = hooks, epochs, es, save, keep_best
             self.history: dict[str, list[float]] = {
                 k: list(v) for k, v in (resume.history if resume else {}).items()
@@ -138,6 +140,15 @@ def _monitor_class():
 
         def on_test_begin(self, logs=None):
             self._t_val = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if (
+                self.stop_at is not None
+                and time.perf_counter() > self.stop_at
+                and not self.model.stop_training
+            ):
+                self.stop_reason = "time_limit"  # the epoch ends here; its validation still runs
+                self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
             now = time.perf_counter()
@@ -282,6 +293,7 @@ def train(
     keep_best_weights: bool = False,
     resume: Snapshot | None = None,
     save: Callable[[Snapshot], None] | None = None,
+    time_limit: float | None = None,
 ) -> TrainResult:
     """Build ``model_name`` with ``params``, fit on train, validate every epoch, return what happened.
 
@@ -289,6 +301,7 @@ def train(
     :class:`EpochEnd`); the Optuna objective reports and prunes through one. ``keep_best_weights``: the
     result carries the best-``val_accuracy`` epoch's weights. ``save`` gets a :class:`Snapshot` after each
     epoch that does not end the run; ``resume`` continues a snapshot's run from its next epoch.
+    ``time_limit``: seconds, after which the run stops at the end of a batch (stop reason ``time_limit``).
     """
     keras = backend.keras()
     keras.utils.set_random_seed(seed)
@@ -299,7 +312,13 @@ def train(
     if early_stopping is not None and early_stopping.enabled and validate:
         es_cb = _early_stopping(early_stopping, resume)
     monitor = _monitor_class()(
-        epoch_hooks, epochs, resume=resume, es=es_cb, save=save, keep_best=keep_best_weights
+        epoch_hooks,
+        epochs,
+        resume=resume,
+        es=es_cb,
+        save=save,
+        keep_best=keep_best_weights,
+        time_limit=time_limit,
     )
     # EarlyStopping first: the snapshot taken by the monitor holds its counters after this epoch.
     callbacks: list = [cb for cb in (es_cb, monitor) if cb is not None]

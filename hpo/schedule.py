@@ -1,0 +1,224 @@
+"""The multi-fidelity schedule: successive halving over data and epochs, cost-aware, within a time budget.
+
+The study file's ``[multi_fidelity] rungs`` are cheap fidelities: a stratified subset of the training
+split (the validation split stays whole) for a few epochs, trained from scratch under the trial's own
+learning-rate schedule. After them comes the full fidelity: all the training images. A configuration
+starts at rung 0 (warm starts first, then TPE's proposals); once a rung holds ``reduction_factor`` x k
+finished trials, its best k go on to the next rung (asynchronous successive halving, as in ASHA), so
+results come within minutes and only promising configurations reach the full data. The best at the
+highest rung reached is then trained at full fidelity: the study's winner.
+
+Ranking only what is comparable: a rung trial reports its validation accuracy at steps counted in
+training images seen and ends PRUNED; a full-fidelity trial ends COMPLETE. Optuna 5's TPE ranks every
+COMPLETE trial above every PRUNED one, and pruned ones by their last step: a cheap trial is never ranked
+as if it were a full one. Each trial records its fidelity (``rung``, ``fidelity`` user attrs).
+
+Cost: every trial records its measured images per second; a promotion whose expected time exceeds
+``max_trial_share`` of the time left is skipped for the next-best candidate, and every rung trial has a
+time limit. With a time budget (``--budget``), ``final_share`` of it is kept for the winner's full-fidelity
+training, which gets as many epochs as fit before the deadline (at most ``max_final_epochs``): longer
+training helps the winner (``benchmarks/RESULTS.md``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.config import StudyConfig
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+MARGIN_SECONDS = 20.0  # kept free before the deadline (storing the model, the summary); at most 5 % of it
+FALLBACK_TRIAL_SECONDS = 300.0  # a rung-0 trial's time limit before any has finished (no time budget)
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    rung: int  # 0 .. len(rungs); len(rungs) is the full fidelity
+    train_samples: int | None  # None: every training image
+    epochs: int
+    time_limit: float | None = None  # seconds; the run stops (keeping its best epoch) when it is spent
+
+    def as_attr(self) -> dict[str, Any]:
+        return {"rung": self.rung, "train_samples": self.train_samples, "epochs": self.epochs}
+
+
+def rung_of(trial: FrozenTrial) -> int | None:
+    r = trial.user_attrs.get("rung")
+    return r if isinstance(r, int) else None
+
+
+def rung_value(trial: FrozenTrial) -> float | None:
+    """What a finished trial scored at its fidelity: the best validation accuracy it reported."""
+    if trial.state == TrialState.COMPLETE:
+        return trial.value
+    if trial.state == TrialState.PRUNED and trial.intermediate_values:
+        return max(trial.intermediate_values.values())
+    return None
+
+
+class RungPlan:
+    """What to run next in a multi-fidelity study; every decision is made from the stored trials, so
+    several workers (each deciding under the study lock) and a resumed run follow the same plan."""
+
+    def __init__(self, cfg: StudyConfig, *, n_train: int, started: float | None = None):
+        self.cfg, self.mf, self.n_train = cfg, cfg.multi_fidelity, n_train
+        self.started = time.time() if started is None else started
+        budget = cfg.budget.time
+        self.deadline = self.started + budget if budget else None
+        # The search stops starting trials here; what is left goes to the winner's full-fidelity training.
+        self.search_end = self.started + budget * (1 - self.mf.final_share) if budget else None
+        self.full = len(self.mf.rungs)
+        self.margin = min(MARGIN_SECONDS, 0.05 * budget) if budget else 0.0
+
+    # --- fidelities -------------------------------------------------------------------------------
+
+    def fidelity(self, trial_attrs: dict[str, Any], now: float | None = None) -> Fidelity:
+        now = time.time() if now is None else now
+        rung = int(trial_attrs.get("rung", 0))
+        if rung >= self.full:
+            epochs = int(trial_attrs.get("epochs") or self.cfg.budget.epochs)
+            limit = self.deadline - now - self.margin if self.deadline else None
+            return Fidelity(self.full, None, epochs, max(limit, 1.0) if limit is not None else None)
+        r = self.mf.rungs[rung]
+        limit = trial_attrs.get("time_limit")
+        return Fidelity(rung, min(r.train_samples, self.n_train), r.epochs, float(limit) if limit else None)
+
+    def images(self, f: Fidelity) -> int:
+        return (f.train_samples or self.n_train) * f.epochs
+
+    # --- costs --------------------------------------------------------------------------------------
+
+    def expected_seconds(self, trial: FrozenTrial, *, train_samples: int, epochs: int) -> float | None:
+        """From the trial's measured throughput: ``epochs`` x (training + one validation pass)."""
+        ips = trial.user_attrs.get("images_per_sec")
+        if not ips:
+            return None
+        val = float(trial.user_attrs.get("val_seconds") or 0.0)
+        return epochs * (train_samples / float(ips) + val)
+
+    def rung0_limit(self, trials: Sequence[FrozenTrial], now: float) -> float:
+        """A rung-0 trial may take 3x the median rung-0 time so far, and never more than its share of the
+        time left: the search does not spend a third of the budget on one slow configuration."""
+        done = [
+            t.duration.total_seconds()
+            for t in trials
+            if rung_of(t) == 0 and t.state in FINISHED and t.duration
+        ]
+        limit = 3 * sorted(done)[len(done) // 2] if done else FALLBACK_TRIAL_SECONDS
+        if self.search_end is not None:
+            limit = min(limit, max(self.mf.max_trial_share * (self.search_end - now), 30.0))
+        return limit
+
+    # --- the plan -----------------------------------------------------------------------------------
+
+    def search_open(self, now: float) -> bool:
+        return self.search_end is None or now < self.search_end
+
+    def finals(self, trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+        return [t for t in trials if rung_of(t) == self.full]
+
+    def done(self, trials: Sequence[FrozenTrial], now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        if self.deadline is not None and now >= self.deadline - self.margin:
+            return True
+        return any(t.state in FINISHED or t.state == TrialState.FAIL for t in self.finals(trials))
+
+    def candidate(self, trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
+        """The best trial at the highest rung that has a finished one: the configuration to train in full."""
+        for rung in range(self.full - 1, -1, -1):
+            scored = [(rung_value(t), t) for t in trials if rung_of(t) == rung and t.state in FINISHED]
+            scored = [(v, t) for v, t in scored if v is not None and math.isfinite(v)]
+            if scored:
+                return max(scored, key=lambda vt: (vt[0], -vt[1].number))[1]
+        return None
+
+    def next(self, trials: Sequence[FrozenTrial], now: float | None = None) -> dict[str, Any] | None:
+        """The trial to queue next (``{"params", "user_attrs"}``), or None: nothing to start now."""
+        now = time.time() if now is None else now
+        busy = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+        if self.search_open(now):
+            promotion = self._promotion(trials, now)
+            if promotion is not None:
+                return promotion
+            started0 = [t for t in trials if rung_of(t) == 0]
+            if len(started0) < self.cfg.budget.n_trials and not any(
+                t.state == TrialState.WAITING for t in busy
+            ):
+                return {"params": {}, "user_attrs": {"rung": 0, "time_limit": self.rung0_limit(trials, now)}}
+        if any(rung_of(t) is not None and rung_of(t) < self.full for t in busy):
+            return None  # the last rung trials are still running: the winner is not known yet
+        if self.finals(trials) or self.done(trials, now):
+            return None
+        best = self.candidate(trials)
+        if best is None:
+            return None
+        epochs = self.cfg.budget.epochs
+        if self.deadline is not None:
+            per_epoch = self.expected_seconds(best, train_samples=self.n_train, epochs=1)
+            left = self.deadline - now - self.margin
+            if per_epoch:
+                epochs = int(min(self.mf.max_final_epochs, max(1, left // (per_epoch * 1.05))))
+        attrs = {"rung": self.full, "epochs": epochs, "promoted_from": best.number, "final": True}
+        if best.user_attrs.get("warm_start"):
+            attrs["warm_start"] = True
+        return {"params": dict(best.params), "user_attrs": attrs}
+
+    def _promotion(self, trials: Sequence[FrozenTrial], now: float) -> dict[str, Any] | None:
+        eta = self.mf.reduction_factor
+        for rung in range(self.full - 2, -1, -1):  # the highest first: candidates move toward the final
+            finished = [t for t in trials if rung_of(t) == rung and t.state in FINISHED]
+            scored = sorted(
+                ((v, t) for t in finished if (v := rung_value(t)) is not None and math.isfinite(v)),
+                key=lambda vt: (-vt[0], vt[1].number),
+            )
+            promoted = {t.user_attrs.get("promoted_from") for t in trials if rung_of(t) == rung + 1}
+            allowed = len(finished) // eta
+            if len([p for p in promoted if p is not None]) >= allowed:
+                continue
+            nxt = self.mf.rungs[rung + 1]
+            for _, t in scored[:allowed]:
+                if t.number in promoted:
+                    continue
+                expected = self.expected_seconds(
+                    t, train_samples=min(nxt.train_samples, self.n_train), epochs=nxt.epochs
+                )
+                if self.search_end is not None and expected is not None:
+                    if now + expected > self.search_end or expected > self.mf.max_trial_share * (
+                        self.search_end - now
+                    ):
+                        continue  # too slow for the time left: the next-best goes instead
+                attrs = {
+                    "rung": rung + 1,
+                    "promoted_from": t.number,
+                    "time_limit": 3 * expected if expected else self.rung0_limit(trials, now),
+                }
+                if t.user_attrs.get("warm_start"):
+                    attrs["warm_start"] = True
+                return {"params": dict(t.params), "user_attrs": attrs}
+        return None
+
+    # --- the summary --------------------------------------------------------------------------------
+
+    def time_spent(self, trials: Sequence[FrozenTrial]) -> list[tuple[str, int, float]]:
+        """(phase, trials, seconds) per rung and for the full fidelity."""
+        rows = []
+        for rung in range(self.full + 1):
+            ts = [t for t in trials if rung_of(t) == rung and t.duration]
+            if rung < self.full:
+                r = self.mf.rungs[rung]
+                name = f"rung {rung} ({r.train_samples} images x {r.epochs} epochs)"
+            else:
+                sizes = sorted(
+                    {
+                        f"{t.user_attrs.get('n_train', self.n_train)} x {t.user_attrs.get('epochs')}"
+                        for t in ts
+                    }
+                )
+                name = f"full fidelity (images x epochs: {', '.join(sizes) or '-'})"
+            rows.append((name, len(ts), sum(t.duration.total_seconds() for t in ts)))
+        return rows

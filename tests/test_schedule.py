@@ -1,0 +1,159 @@
+"""The multi-fidelity schedule: rungs over data and epochs, promotions, cost, the time budget."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from hpo import cli, config, loop
+from hpo.config import MultiFidelity, Rung
+from hpo.errors import UserError
+from hpo.schedule import RungPlan
+from tests.conftest import write_study
+
+RUNGS = (
+    "[multi_fidelity]\nrungs = [{ train_samples = 100, epochs = 1 }, { train_samples = 200, epochs = 2 }]\n"
+)
+
+
+def _mf_study(tmp_path, **kw):
+    path = write_study(tmp_path, **kw)
+    path.write_text(path.read_text() + "\n" + RUNGS)
+    return path
+
+
+def _trial(number: int, rung: int, value: float, *, ips: float = 1000.0, state=TrialState.PRUNED, **attrs):
+    start = dt.datetime(2026, 1, 1)
+    t = create_trial(
+        state=state,
+        value=value if state == TrialState.COMPLETE else None,
+        params={"x": value},
+        distributions={"x": FloatDistribution(0, 1)},
+        intermediate_values={100: value},
+        user_attrs={"rung": rung, "images_per_sec": ips, "val_seconds": 0.0, **attrs},
+    )
+    t.datetime_start, t.datetime_complete = start, start + dt.timedelta(seconds=10)
+    t.number = number
+    return t
+
+
+def _plan(tmp_path, budget: float | None = None, n_trials: int = 20) -> RungPlan:
+    cfg = config.load_study(str(_mf_study(tmp_path, n_trials=n_trials)))
+    cfg = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, time=budget))
+    return RungPlan(cfg, n_train=300, started=1000.0)
+
+
+def test_the_best_third_of_a_rung_goes_on_to_the_next(tmp_path):
+    plan = _plan(tmp_path)
+    trials = [_trial(i, 0, v) for i, v in enumerate([0.5, 0.9, 0.7])]
+    nxt = plan.next(trials, now=1001.0)
+    assert nxt["params"] == {"x": 0.9} and nxt["user_attrs"]["rung"] == 1
+    assert nxt["user_attrs"]["promoted_from"] == 1
+    trials.append(_trial(3, 1, 0.9, promoted_from=1, state=TrialState.RUNNING))
+    nxt = plan.next(trials, now=1001.0)  # nothing more to promote yet: a new configuration at rung 0
+    assert nxt == {"params": {}, "user_attrs": {"rung": 0, "time_limit": pytest.approx(30.0)}}
+
+
+def test_a_promotion_too_slow_for_the_time_left_goes_to_the_next_best(tmp_path):
+    plan = _plan(tmp_path, budget=100.0)  # search until 1050
+    trials = [
+        _trial(i, 0, v, ips=ips)
+        for i, (v, ips) in enumerate(
+            [(0.9, 1.0), (0.8, 1000.0), (0.1, 9.0), (0.2, 9.0), (0.3, 9.0), (0.4, 9.0)]
+        )
+    ]
+    nxt = plan.next(trials, now=1001.0)
+    # two may go on; the best would take 400 s at rung 1 (1 image/s), far over its share of the 49 s left
+    assert nxt["user_attrs"]["promoted_from"] == 1
+
+
+def test_the_final_trains_the_best_of_the_highest_rung_in_the_time_left(tmp_path):
+    plan = _plan(tmp_path, budget=1000.0)  # search until 1500, deadline 2000
+    trials = [_trial(0, 0, 0.8), _trial(1, 1, 0.7, promoted_from=0), _trial(2, 0, 0.95)]
+    nxt = plan.next(trials, now=1600.0)
+    assert nxt["params"] == {"x": 0.7}  # rung 1 outranks a better score at rung 0
+    attrs = nxt["user_attrs"]
+    assert attrs["rung"] == 2 and attrs["final"] and attrs["promoted_from"] == 1
+    # 300 images at 1000 images/s: 0.3 s an epoch; (2000 - 1600 - 20) s allow more than the cap
+    assert attrs["epochs"] == plan.mf.max_final_epochs
+    assert plan.fidelity(attrs, now=1600.0).time_limit == pytest.approx(380.0)
+
+
+def test_rung_trials_end_pruned_and_only_the_full_fidelity_completes(tmp_path, data_dir, capsys):
+    study_file = _mf_study(tmp_path, n_trials=6)
+    assert cli.main(["run", "--study", str(study_file), "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    cfg = config.load_study(str(study_file))
+    study = optuna.load_study(study_name=cfg.name, storage=cfg.storage)
+    by_rung: dict[int, list] = {}
+    for t in study.trials:
+        by_rung.setdefault(t.user_attrs["rung"], []).append(t)
+    assert len(by_rung[0]) == 6 and len(by_rung[1]) == 2 and len(by_rung[2]) == 1
+    for t in by_rung[0] + by_rung[1]:
+        fid = t.user_attrs["fidelity"]
+        assert t.state == TrialState.PRUNED and not fid["full"]
+        assert set(t.intermediate_values) == {fid["train_samples"] * (e + 1) for e in range(fid["epochs"])}
+    (final,) = by_rung[2]
+    assert final.state == TrialState.COMPLETE and final.user_attrs["fidelity"]["full"]
+    assert (
+        final.user_attrs["fidelity"]["train_samples"] == 300 and final.user_attrs["fidelity"]["epochs"] == 2
+    )
+    best1 = max(by_rung[1], key=lambda t: (max(t.intermediate_values.values()), -t.number))
+    assert final.params == best1.params and final.user_attrs["promoted_from"] == best1.number
+    assert "time spent:" in out and "rung 0 (100 images x 1 epochs): 6 trials" in out
+
+
+@pytest.mark.slow
+def test_a_time_budget_ends_with_a_full_fidelity_winner_before_the_deadline(tmp_path, data_dir, capsys):
+    study_file = _mf_study(tmp_path, n_trials=1000)
+    t0 = time.time()
+    assert cli.main(["run", "--study", str(study_file), "--data-dir", str(data_dir), "--budget", "30s"]) == 0
+    assert time.time() - t0 < 30
+    cfg = config.load_study(str(study_file))
+    study = optuna.load_study(study_name=cfg.name, storage=cfg.storage)
+    finals = [t for t in study.trials if t.user_attrs.get("final")]
+    assert len(finals) == 1 and finals[0].state == TrialState.COMPLETE
+    assert study.best_trial.number == finals[0].number
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_the_rung_plan_is_part_of_the_protocol(tmp_path):
+    cfg = config.load_study(str(_mf_study(tmp_path)))
+    loop.open_study(cfg)
+    other = dataclasses.replace(cfg, multi_fidelity=MultiFidelity(rungs=(Rung(150, 1), Rung(200, 2))))
+    with pytest.raises(UserError, match="multi_fidelity.rungs"):
+        loop.open_study(other)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("rungs = 3", "expected a list"),
+        ("rungs = [{ train_samples = 100 }]", "expected { train_samples = N, epochs = E }"),
+        ("rungs = [{ train_samples = 200, epochs = 2 }, { train_samples = 100, epochs = 1 }]", "must grow"),
+        (
+            "rungs = [{ train_samples = 100, epochs = 1 }]\nreduction_factor = 1",
+            "reduction_factor must be >= 2",
+        ),
+        ("rungs = [{ train_samples = 100, epochs = 1 }]\nfinal_share = 1.5", "final_share"),
+    ],
+)
+def test_a_bad_rung_plan_is_one_line(tmp_path, text, message):
+    path = write_study(tmp_path)
+    path.write_text(path.read_text() + "\n[multi_fidelity]\n" + text + "\n")
+    with pytest.raises(UserError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        config.load_study(str(path))
+
+
+def test_budget_durations_parse():
+    assert config.parse_duration("1h30m", where="x") == 5400 and config.parse_duration("90s", where="x") == 90
+    assert config.parse_duration("2h", where="x") == 7200 and config.parse_duration(45, where="x") == 45
+    for bad in ("soon", "-5m", 0, "5 minutes"):
+        with pytest.raises(UserError, match="duration"):
+            config.parse_duration(bad, where="--budget")
