@@ -86,7 +86,7 @@ def test_the_final_trains_the_best_of_the_highest_rung_in_the_time_left(tmp_path
 
 
 def test_rung_trials_end_pruned_and_only_the_full_fidelity_completes(tmp_path, data_dir, capsys):
-    study_file = _mf_study(tmp_path, n_trials=6)
+    study_file = _mf_study(tmp_path, n_trials=3)
     assert cli.main(["run", "--study", str(study_file), "--data-dir", str(data_dir)]) == 0
     out = capsys.readouterr().out
     cfg = config.load_study(str(study_file))
@@ -94,7 +94,7 @@ def test_rung_trials_end_pruned_and_only_the_full_fidelity_completes(tmp_path, d
     by_rung: dict[int, list] = {}
     for t in study.trials:
         by_rung.setdefault(t.user_attrs["rung"], []).append(t)
-    assert len(by_rung[0]) == 6 and len(by_rung[1]) == 2 and len(by_rung[2]) == 1
+    assert len(by_rung[0]) == 3 and len(by_rung[1]) == 1 and len(by_rung[2]) == 1
     for t in by_rung[0] + by_rung[1]:
         fid = t.user_attrs["fidelity"]
         assert t.state == TrialState.PRUNED and not fid["full"]
@@ -106,7 +106,7 @@ def test_rung_trials_end_pruned_and_only_the_full_fidelity_completes(tmp_path, d
     )
     best1 = max(by_rung[1], key=lambda t: (max(t.intermediate_values.values()), -t.number))
     assert final.params == best1.params and final.user_attrs["promoted_from"] == best1.number
-    assert "time spent:" in out and "rung 0 (100 images x 1 epochs): 6 trials" in out
+    assert "time spent:" in out and "rung 0 (100 images x 1 epochs): 3 trials" in out
 
 
 @pytest.mark.slow
