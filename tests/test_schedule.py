@@ -107,6 +107,20 @@ def test_rung_trials_end_pruned_and_only_the_full_fidelity_completes(tmp_path, d
     best1 = max(by_rung[1], key=lambda t: (max(t.intermediate_values.values()), -t.number))
     assert final.params == best1.params and final.user_attrs["promoted_from"] == best1.number
     assert "time spent:" in out and "rung 0 (100 images x 1 epochs): 3 trials" in out
+    # The report states the winner's fidelity, and evaluates the model it stored.
+    report = tmp_path / "r.html"
+    args = [
+        "report",
+        "--study",
+        str(study_file),
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(report),
+        "--no-retrain",
+    ]
+    assert cli.main(args) == 0
+    assert "300 training images x 2 epochs (full fidelity)" in report.read_text()
 
 
 @pytest.mark.slow

@@ -96,9 +96,19 @@ def build_report(
     probe_file(out_path, where="--out", what="the report", fix="pass --out with a writable path")
     if no_retrain and references == "measured":
         references = "published"
+    # The winner is retrained under the protocol it was trained with: a multi-fidelity winner's epochs.
+    fidelity = data.best.fidelity or {}
     proto = retrain.protocol(
-        run_cfg, epochs=epochs, max_train_samples=max_train_samples, seeds=0 if no_retrain else seeds
+        run_cfg,
+        epochs=epochs or fidelity.get("epochs"),
+        max_train_samples=max_train_samples,
+        seeds=0 if no_retrain else seeds,
     )
+    if fidelity:
+        log(
+            f"the winner was trained on {fidelity.get('train_samples')} images "
+            f"x {fidelity.get('epochs')} epochs"
+        )
     specs = retrain.plan_runs(
         config=run_cfg,
         best_params=data.best.params,

@@ -62,6 +62,7 @@ class TrialRow:
     warm_start: bool = False
     history: dict[str, list[float]] = field(default_factory=dict)
     fail_reason: str = ""
+    fidelity: dict[str, Any] | None = None  # multi-fidelity: {rung, train_samples, epochs, full}
 
     @property
     def epochs_run(self) -> int:
@@ -150,6 +151,7 @@ def trial_row(t: FrozenTrial) -> TrialRow:
         seed=_int_or_none(ua.get("seed")),
         warm_start=bool(ua.get("warm_start", False)),
         history={k: [float(x) for x in v] for k, v in history.items() if isinstance(v, list)},
+        fidelity=ua.get("fidelity") if isinstance(ua.get("fidelity"), dict) else None,
         fail_reason=str(t.system_attrs.get("fail_reason") or ua.get("fail_reason") or ""),
     )
 

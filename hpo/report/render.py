@@ -232,6 +232,13 @@ def space_rows(space: Mapping[str, Any]) -> list[list[Any]]:
     return out
 
 
+def fidelity_text(fid: Mapping[str, Any] | None) -> str:
+    if not fid:
+        return "all the training images (one fidelity)"
+    where = "full fidelity" if fid.get("full") else f"rung {fid.get('rung')}"
+    return f"{fid.get('train_samples')} training images x {fid.get('epochs')} epochs ({where})"
+
+
 def summary_section(data: StudyData, retrain: RetrainData | None) -> str:
     c = data.config
     d, es, budget = c.get("data") or {}, c.get("early_stopping") or {}, c.get("budget") or {}
@@ -252,6 +259,7 @@ def summary_section(data: StudyData, retrain: RetrainData | None) -> str:
             ("sampler", comp(sampler)),
             ("pruner", comp(pruner)),
             ("epochs per trial (max)", budget.get("epochs")),
+            ("the winner's fidelity", fidelity_text(data.best.fidelity)),
             ("trials asked for", budget.get("n_trials")),
             (
                 "early stopping",
