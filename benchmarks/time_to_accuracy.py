@@ -14,7 +14,7 @@ as it was trained, from its stored model; ``--seeds K`` also retrains the winner
 warm_start_only K times under their own final protocol (mean ± sd). A reference timing (seconds of one
 fixed epoch) opens each lane, so lanes run on different days can be compared. Results go to
 ``benchmarks/results/time_to_accuracy_<B>/<lane>.json``; the table and figure are rebuilt from every lane
-file there, so lanes may run in different sessions.
+file there, so lanes may run on different days.
 
     python benchmarks/time_to_accuracy.py --budget 30m                                # all five lanes
     python benchmarks/time_to_accuracy.py --budget 2h --lanes hpo,warm_start_only

@@ -8,6 +8,7 @@ Layers; a module imports only from the rows above it (``tests/test_layers.py`` c
   storage components         storage URLs, checks, the study lock; sampler and pruner registries
   artifacts                  trained models as Optuna artifacts: atomic store, best-k eviction, loading
   config                     studies/*.toml -> one typed StudyConfig (to_dict / from_dict)
+  schedule                   the multi-fidelity plan: rungs over data and epochs, promotions, the time budget
   training                   the fit loop, with per-epoch hooks, snapshots and resume
   checkpoints                per-epoch checkpoints of running trials (plain files, atomic)
   objective console          the Optuna objective; what a run prints

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,18 @@ from hpo.training import Snapshot
 FORMAT = 1
 
 
-def default_dir(storage_url: str, artifacts: str | None) -> Path | None:
-    """``runs/x.db`` -> ``runs/x.checkpoints``; for a server, ``<artifacts>/checkpoints`` or None (off)."""
+def default_dir(storage_url: str, artifacts: str | None, study_name: str) -> Path | None:
+    """``runs/x.db`` -> ``runs/x.checkpoints/<study>``; for a server, ``<artifacts>/checkpoints/<study>``, or
+    None (no checkpoints) without ``artifacts``. One folder per study: trial numbers repeat across studies."""
     path = storage_path(storage_url)
-    if path is not None:
-        return path.with_name(path.stem + ".checkpoints")
-    return Path(artifacts) / "checkpoints" if artifacts else None
+    base = (
+        path.with_name(path.stem + ".checkpoints")
+        if path is not None
+        else (Path(artifacts) / "checkpoints" if artifacts else None)
+    )
+    if base is None:
+        return None
+    return base / (re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study")
 
 
 def _atomic(path: Path, write) -> None:

@@ -1,7 +1,8 @@
 """The command line: ``hpo run | report | dashboard | export | list`` and the ``python -m hpo.*`` forms.
 
 Argument parsing only; the work is in ``study``, ``report`` and ``dashboard``. Every command returns an
-exit code: 0, 1 for a failed run, 2 for bad input (one line, no traceback), 130 after Ctrl-C.
+exit code: 0, 1 for a failed run, 2 for bad input (one line, no traceback), 130 after Ctrl-C (SIGINT)
+and 143 after SIGTERM.
 """
 
 from __future__ import annotations

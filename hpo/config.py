@@ -415,6 +415,11 @@ def _validate(cfg: StudyConfig, *, where: str) -> None:
         raise UserError(f"{where}: multi_fidelity.max_final_epochs must be >= 1, got {mf.max_final_epochs}")
     if cfg.budget.time is not None and cfg.budget.time <= 0:
         raise UserError(f"{where}: budget.time must be > 0, got {cfg.budget.time}")
+    if cfg.budget.time is not None and not mf.enabled:
+        raise UserError(
+            f"{where}: a time budget (--budget, budget.time) plans a multi-fidelity study, and this one "
+            "has no [multi_fidelity] rungs; add them, or use --timeout to stop starting trials after a time"
+        )
     if cfg.keep_models < 1:
         raise UserError(f"{where}: keep_models must be >= 1, got {cfg.keep_models}")
     storage.check_storage_url(cfg.storage, where=where)

@@ -107,7 +107,7 @@ def _run(
         progress = console.Progress(
             total=cfg.budget.n_trials - console.count_done(study), out=out, enabled=parent
         )
-        ckpt_dir = checkpoints.default_dir(cfg.storage, cfg.artifacts)
+        ckpt_dir = checkpoints.default_dir(cfg.storage, cfg.artifacts, cfg.name)
         objective = Objective(
             cfg,
             splits,

@@ -39,7 +39,7 @@ def test_run_writes_sqlite_then_resumes_only_missing_trials(tmp_path, data_dir):
     r = run_cli("--study", str(study), "--data-dir", str(data_dir), "--n-trials", "2")
     assert r.returncode == 0, r.stderr
     assert db.is_file() and str(db) in r.stdout  # the storage path is printed
-    assert "best: trial" in r.stdout and "optuna-dashboard" in r.stdout and "hpo.report" in r.stdout
+    assert "best: trial" in r.stdout and "hpo dashboard" in r.stdout and "hpo report" in r.stdout
     assert len([l for l in r.stdout.splitlines() if l.startswith("trial ")]) == 2
     assert "Traceback" not in r.stderr and "tensorflow" not in r.stderr.lower()  # quiet without -v
     first = _trials(db)
@@ -160,7 +160,7 @@ EXPECT = {  # a fragment of the one line each case must print
     "epochs <= 0": "epochs must be > 0",
     "negative timeout": "timeout must be > 0",
     "unknown storage scheme": "unknown scheme 'redis'",
-    "unwritable storage path": "not a writable directory",
+    "unwritable storage path": "is a file; pass --storage",
     "corrupt sqlite": "is not an SQLite database",
     "missing dataset offline": "dataset 'mnist' not found",
     "data dir does not exist": "does not exist",

@@ -374,7 +374,7 @@ def test_sigterm_mid_trial_requeues_it_with_a_checkpoint_and_the_rerun_resumes_i
     epochs = 12
     study_file = write_study(tmp_path, n_trials=2)
     storage = f"sqlite:///{tmp_path / 'tiny.db'}"
-    ckpt_dir = tmp_path / "tiny.checkpoints"
+    ckpt_dir = tmp_path / "tiny.checkpoints" / "tiny"
     args = ["--study", str(study_file), "--data-dir", str(slow_data_dir), "--epochs", str(epochs)]
     p = _start(*args)
     found = _wait_for_checkpoint(p, ckpt_dir, epochs)
@@ -413,7 +413,7 @@ def test_a_two_worker_study_killed_again_and_again_still_ends_with_every_trial_o
     epochs, n_trials = 10, 6
     study_file = write_study(tmp_path, n_trials=n_trials)
     storage = f"sqlite:///{tmp_path / 'tiny.db'}"
-    ckpt_dir = tmp_path / "tiny.checkpoints"
+    ckpt_dir = tmp_path / "tiny.checkpoints" / "tiny"
     args = [
         "--study",
         str(study_file),

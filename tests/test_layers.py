@@ -21,6 +21,7 @@ LAYERS = [
     {"storage", "components"},
     {"artifacts"},
     {"config"},
+    {"schedule"},
     {"training"},
     {"checkpoints"},
     {"objective", "console"},

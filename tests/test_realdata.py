@@ -39,7 +39,12 @@ def test_fashion_study_on_a_real_subset(tmp_path):
     assert "48000 train" not in r.stdout and "2000 train / 12000 val" in r.stdout
     study = optuna.load_study(study_name="fashion", storage=f"sqlite:///{db}")
     done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
-    assert len(done) == 2
-    # The first trial is the enqueued warm start (the double variant);
-    # one epoch on 2000 real images beats chance.
-    assert study.trials[0].user_attrs.get("warm_start") and study.trials[0].value > 0.5
+    # Two configurations at the first rung (2000 images: the subset caps the rungs), then the better one
+    # trained at full fidelity (1 epoch) as the study's winner.
+    assert len(done) == 3 and [t.user_attrs["rung"] for t in done] == [0, 0, 2]
+    # The first trial is the enqueued warm start (the double variant): 3 epochs on 2000 images beat chance.
+    assert (
+        study.trials[0].user_attrs.get("warm_start")
+        and max(study.trials[0].intermediate_values.values()) > 0.5
+    )
+    assert study.best_trial.user_attrs["final"] and study.best_trial.value > 0.5

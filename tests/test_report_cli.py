@@ -123,7 +123,8 @@ def tiny(tmp_path_factory):
 def test_report_retrains_and_fills_every_section(tiny):
     page = tiny["out"].read_text()
     log = tiny["stdout"]
-    assert re.search(r"\[1/\d+\] training best \(trial \d\) on mnist", log)
+    assert re.search(r"\[1/\d+\] evaluating study winner as trained \(trial \d\) on mnist", log)
+    assert re.search(r"\[2/\d+\] training best \(trial \d\) on mnist", log)
     assert "epoch 1/1: val_accuracy" in log  # progress while training
     assert "skipped seed000_cifar10 on cifar10: dataset not available" in log
     assert "Traceback" not in tiny["stderr"]
@@ -174,7 +175,7 @@ def test_rebuild_uses_the_cache_and_force_retrains(tiny):
         str(out),
     )
     assert r.returncode == 0, r.stderr
-    assert "training" not in r.stdout and r.stdout.count("cached:") == 9
+    assert "training" not in r.stdout and r.stdout.count("cached:") == 10
     assert time.perf_counter() - t < tiny["seconds"] / 2
     r = report_cli(
         root,
@@ -193,7 +194,7 @@ def test_rebuild_uses_the_cache_and_force_retrains(tiny):
         str(root / "forced.html"),
     )
     assert r.returncode == 0, r.stderr
-    assert "[1/1] training best" in r.stdout and "cached:" not in r.stdout
+    assert "[2/2] training best" in r.stdout and "cached:" not in r.stdout
     page = (root / "forced.html").read_text()
     assert "References were skipped" in page
 
