@@ -126,7 +126,8 @@ class RungPlan:
         now = time.time() if now is None else now
         if self.deadline is not None and now >= self.deadline - self.margin:
             return True
-        return any(t.state in FINISHED or t.state == TrialState.FAIL for t in self.finals(trials))
+        # A failed final is not the end: an interrupted one has a re-queued copy waiting to resume.
+        return any(t.state in FINISHED for t in self.finals(trials))
 
     def candidate(self, trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
         """The best trial at the highest rung that has a finished one: the configuration to train in full."""

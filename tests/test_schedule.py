@@ -171,3 +171,11 @@ def test_budget_durations_parse():
     for bad in ("soon", "-5m", 0, "5 minutes"):
         with pytest.raises(UserError, match="duration"):
             config.parse_duration(bad, where="--budget")
+
+
+def test_an_interrupted_final_is_not_the_end_of_the_study(tmp_path):
+    plan = _plan(tmp_path)
+    final = _trial(0, 2, 0.9, state=TrialState.FAIL, final=True)
+    copy = _trial(1, 2, 0.9, state=TrialState.WAITING, final=True, retry_of=0)
+    assert not plan.done([final, copy], now=1001.0)
+    assert plan.done([final, _trial(1, 2, 0.9, state=TrialState.COMPLETE, final=True)], now=1001.0)
