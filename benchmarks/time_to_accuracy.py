@@ -395,6 +395,7 @@ def run_lane(name: str, args, budget: float) -> dict:
     ref = reference_epoch_seconds(splits)
     print(f"== {name}: {budget:.0f}s; reference epoch {ref:.1f}s", flush=True)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     with tempfile.TemporaryDirectory() as tmp:
         if name == "hpo":
             r = lane_hpo(cfg, splits, budget, Path(tmp), args)
@@ -411,9 +412,7 @@ def run_lane(name: str, args, budget: float) -> dict:
         started=started,
         n_train=len(splits.y_train),
         n_val=len(splits.y_val),
-        commit=subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
+        commit=commit.stdout.strip(),  # at the lane's start: what it measured
     )
     if args.seeds and name in ("hpo", "warm_start_only") and r.get("final_protocol"):
         accs = retrain_seeds(cfg, splits, r["final_protocol"], args.seeds)

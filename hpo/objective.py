@@ -141,7 +141,9 @@ class Objective:
                 splits,
                 epochs=epochs,
                 seed=seed,
-                early_stopping=cfg.early_stopping,
+                # A budgeted final trains for the epochs the plan gave it and keeps its best-val_accuracy
+                # epoch: early stopping on val_loss would cut a long cosine run at its val_loss minimum.
+                early_stopping=None if fid is not None and fid.budgeted_final else cfg.early_stopping,
                 epoch_hooks=[reporter, *(make(trial) for make in self.epoch_hooks)],
                 keep_best_weights=self.store is not None,
                 resume=resume,

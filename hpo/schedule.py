@@ -17,7 +17,9 @@ Cost: every trial records its measured images per second; a promotion whose expe
 ``max_trial_share`` of the time left is skipped for the next-best candidate, and every rung trial has a
 time limit. With a time budget (``--budget``), ``final_share`` of it is kept for the winner's full-fidelity
 training, which gets as many epochs as fit before the deadline (at most ``max_final_epochs``): longer
-training helps the winner (``benchmarks/RESULTS.md``).
+training helps the winner (``benchmarks/RESULTS.md``). That run has no early stopping (a long cosine
+schedule's validation loss turns up long before its accuracy stops improving); it keeps the weights of
+its best-``val_accuracy`` epoch, as every stored model does.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Fidelity:
     train_samples: int | None  # None: every training image
     epochs: int
     time_limit: float | None = None  # seconds; the run stops (keeping its best epoch) when it is spent
+    budgeted_final: bool = False  # the winner's training planned by a time budget: no early stopping
 
     def as_attr(self) -> dict[str, Any]:
         return {"rung": self.rung, "train_samples": self.train_samples, "epochs": self.epochs}
@@ -83,7 +86,13 @@ class RungPlan:
         if rung >= self.full:
             epochs = int(trial_attrs.get("epochs") or self.cfg.budget.epochs)
             limit = self.deadline - now - self.margin if self.deadline else None
-            return Fidelity(self.full, None, epochs, max(limit, 1.0) if limit is not None else None)
+            return Fidelity(
+                self.full,
+                None,
+                epochs,
+                max(limit, 1.0) if limit is not None else None,
+                budgeted_final=self.deadline is not None,
+            )
         r = self.mf.rungs[rung]
         limit = trial_attrs.get("time_limit")
         return Fidelity(rung, min(r.train_samples, self.n_train), r.epochs, float(limit) if limit else None)
