@@ -72,13 +72,31 @@ def trial_line(trial: FrozenTrial) -> str:
 
 
 def announce(study: optuna.Study, cfg: Any, out: TextIO) -> None:
+    mf = cfg.multi_fidelity
+    if mf.enabled:
+        rungs = ", ".join(f"{r.train_samples}x{r.epochs}" for r in mf.rungs)
+        how = f"rungs {rungs} (images x epochs), then all the images"
+        if cfg.budget.time:
+            how += f"; budget {cfg.budget.time / 60:.0f} min"
+    else:
+        how = f"pruner {cfg.pruner.name}, {cfg.budget.epochs} epochs max"
     print(
-        f"study: {cfg.name!r} in {describe_storage(cfg.storage)} (sampler {cfg.sampler.name}, "
-        f"pruner {cfg.pruner.name}, {cfg.budget.epochs} epochs max)",
+        f"study: {cfg.name!r} in {describe_storage(cfg.storage)} (sampler {cfg.sampler.name}, {how})",
         file=out,
     )
-    done = count_done(study)
-    if done >= cfg.budget.n_trials:
+    trials = study.get_trials(deepcopy=False)
+    done = sum(t.state in DONE_STATES for t in trials)
+    if mf.enabled:
+        finals = [t for t in trials if t.user_attrs.get("final") and t.state in DONE_STATES]
+        if finals:
+            print(
+                f"the study has its full-fidelity winner (trial {finals[0].number}); nothing to run. "
+                "Pass --study-name NEW to search again.",
+                file=out,
+            )
+        elif done:
+            print(f"resuming: {done} trials finished; the schedule goes on from the stored rungs", file=out)
+    elif done >= cfg.budget.n_trials:
         print(
             f"study already has {done} finished trials (n_trials = {cfg.budget.n_trials}); nothing to run. "
             "Raise --n-trials to run more.",
