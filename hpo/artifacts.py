@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo import backend
 from hpo.errors import UserError
-from hpo.paths import probe_dir
+from hpo.paths import file_mode, probe_dir
 from hpo.storage import StudyLock, storage_path
 
 EVICTED_ATTR = "evicted_models"  # study user attr: numbers of the trials whose model file was deleted
@@ -41,6 +41,7 @@ class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
         try:
             with os.fdopen(fd, "wb") as f:
                 shutil.copyfileobj(content_body, f)
+            os.chmod(tmp, file_mode())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

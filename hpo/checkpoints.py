@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from hpo import backend
+from hpo.paths import file_mode
 from hpo.storage import storage_path
 from hpo.training import Snapshot
 
@@ -46,6 +47,7 @@ def _atomic(path: Path, write) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

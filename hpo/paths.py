@@ -100,3 +100,10 @@ def probe_file(path: Path, *, where: str, what: str, fix: str) -> None:
             raise UserError(f"{where}: {what} {path} is not writable ({e.strerror}); {fix}") from None
         return
     probe_dir(path.parent, where=where, what=what, fix=fix)
+
+
+def file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file (0o666 less the umask): ``mkstemp`` gives 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo import artifacts, console
 from hpo.config import StudyConfig
 from hpo.errors import UserError
-from hpo.paths import probe_dir
+from hpo.paths import file_mode, probe_dir
 from hpo.storage import open_existing_study
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -132,6 +132,7 @@ def _write(out: Path, name: str, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, file_mode())
         os.replace(tmp, out / name)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
