@@ -450,11 +450,8 @@ def _evaluate(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, flo
     return probs, float((probs.argmax(axis=1) == y).mean()), float(-np.log(p_true).mean())
 
 
-def evaluate_stored(
-    spec: RunSpec, raw: Any, *, prefix: str = "", log: Log = print, details: bool = False
-) -> RunResult:
-    """The stored model of a trial on the validation split (it should give the trial's value) and the
-    test set."""
+def _spec_data(spec: RunSpec, raw: Any) -> tuple[Any, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A spec's splits (the study's split and normalization) and the test set normalized alike."""
     splits = data.load_splits(
         spec.dataset,
         raw=raw,
@@ -463,9 +460,18 @@ def evaluate_stored(
         normalization=spec.normalization,
         max_train_samples=_max_train(raw, spec),
     )
-    x_test, y_test, x_test_uint8 = data.load_test(
+    test = data.load_test(
         spec.dataset, raw=raw, normalization=spec.normalization, mean=splits.mean, std=splits.std
     )
+    return splits, test
+
+
+def evaluate_stored(
+    spec: RunSpec, raw: Any, *, prefix: str = "", log: Log = print, details: bool = False
+) -> RunResult:
+    """The stored model of a trial on the validation split (it should give the trial's value) and the
+    test set."""
+    splits, (x_test, y_test, x_test_uint8) = _spec_data(spec, raw)
     t0 = time.perf_counter()
     model = artifacts.load_model(Path(spec.artifact))
     try:
@@ -500,17 +506,7 @@ def train_and_evaluate(
     spec: RunSpec, raw: Any, *, prefix: str = "", log: Log = print, details: bool = False
 ) -> RunResult:
     """Train one spec under the study's protocol, then evaluate it on the test set."""
-    splits = data.load_splits(
-        spec.dataset,
-        raw=raw,
-        val_fraction=spec.val_fraction,
-        seed=spec.split_seed,
-        normalization=spec.normalization,
-        max_train_samples=_max_train(raw, spec),
-    )
-    x_test, y_test, x_test_uint8 = data.load_test(
-        spec.dataset, raw=raw, normalization=spec.normalization, mean=splits.mean, std=splits.std
-    )
+    splits, (x_test, y_test, x_test_uint8) = _spec_data(spec, raw)
     t0 = time.perf_counter()
     tr = training.train(
         spec.model,
