@@ -5,8 +5,11 @@ split (the validation split stays whole) for a few epochs, trained from scratch 
 learning-rate schedule. After them comes the full fidelity: all the training images. A configuration
 starts at rung 0 (warm starts first, then TPE's proposals); once a rung holds ``reduction_factor`` x k
 finished trials, its best k go on to the next rung (asynchronous successive halving, as in ASHA), so
-results come within minutes and only promising configurations reach the full data. The best at the
-highest rung reached is then trained at full fidelity: the study's winner.
+results come within minutes and only promising configurations reach the full data. Warm starts are
+known-good configurations: each goes on whatever its cheap score (the smallest rung undervalues
+BatchNorm, ``benchmarks/RESULTS.md``) and outside the best-k quota, so a sampled configuration reaches the
+final only by beating them at the highest rung. The best at the highest rung reached is then trained at
+full fidelity: the study's winner.
 
 Ranking only what is comparable: a rung trial reports its validation accuracy at steps counted in
 training images seen and ends PRUNED; a full-fidelity trial ends COMPLETE. Optuna 5's TPE ranks every
@@ -17,9 +20,10 @@ Cost: every trial records its measured images per second; a promotion whose expe
 ``max_trial_share`` of the time left is skipped for the next-best candidate, and every rung trial has a
 time limit. With a time budget (``--budget``), ``final_share`` of it is kept for the winner's full-fidelity
 training, which gets as many epochs as fit before the deadline (at most ``max_final_epochs``): longer
-training helps the winner (``benchmarks/RESULTS.md``). That run has no early stopping (a long cosine
-schedule's validation loss turns up long before its accuracy stops improving); it keeps the weights of
-its best-``val_accuracy`` epoch, as every stored model does.
+training helps the winner (``benchmarks/RESULTS.md``); when the current candidate's ``max_final_epochs``
+need less than that share, the search keeps the difference, so a long budget is not left unused. That run
+has no early stopping (a long cosine schedule's validation loss turns up long before its accuracy stops
+improving); it keeps the weights of its best-``val_accuracy`` epoch, as every stored model does.
 """
 
 from __future__ import annotations
@@ -73,8 +77,9 @@ class RungPlan:
         self.started = time.time() if started is None else started
         budget = cfg.budget.time
         self.deadline = self.started + budget if budget else None
-        # The search stops starting trials here; what is left goes to the winner's full-fidelity training.
-        self.search_end = self.started + budget * (1 - self.mf.final_share) if budget else None
+        # The search stops starting trials here at the latest; what is left goes to the winner's
+        # full-fidelity training (``search_end`` moves later when the winner needs less: see there).
+        self.share_end = self.started + budget * (1 - self.mf.final_share) if budget else None
         self.full = len(self.mf.rungs)
         self.margin = min(MARGIN_SECONDS, 0.05 * budget) if budget else 0.0
 
@@ -110,6 +115,23 @@ class RungPlan:
         val = float(trial.user_attrs.get("val_seconds") or 0.0)
         return epochs * (train_samples / float(ips) + val)
 
+    def final_seconds_per_epoch(self, trial: FrozenTrial) -> float | None:
+        """A full-data epoch of ``trial``'s configuration, with a 5 % margin, from its throughput."""
+        per_epoch = self.expected_seconds(trial, train_samples=self.n_train, epochs=1)
+        return per_epoch * 1.05 if per_epoch else None
+
+    def search_end(self, trials: Sequence[FrozenTrial]) -> float | None:
+        """When the search starts its last trial: ``final_share`` of the budget before the deadline, or
+        later, once the current candidate's ``max_final_epochs`` take less time than that share."""
+        if self.share_end is None:
+            return None
+        best = self.candidate(trials)
+        per_epoch = self.final_seconds_per_epoch(best) if best is not None else None
+        if not per_epoch:
+            return self.share_end
+        capped = self.deadline - self.margin - self.mf.max_final_epochs * per_epoch
+        return max(self.share_end, capped)
+
     def rung0_limit(self, trials: Sequence[FrozenTrial], now: float) -> float:
         """A rung-0 trial may take 3x the median rung-0 time so far, and never more than its share of the
         time left: the search does not spend a third of the budget on one slow configuration."""
@@ -119,14 +141,16 @@ class RungPlan:
             if rung_of(t) == 0 and t.state in FINISHED and t.duration
         ]
         limit = 3 * sorted(done)[len(done) // 2] if done else FALLBACK_TRIAL_SECONDS
-        if self.search_end is not None:
-            limit = min(limit, max(self.mf.max_trial_share * (self.search_end - now), 30.0))
+        end = self.search_end(trials)
+        if end is not None:
+            limit = min(limit, max(self.mf.max_trial_share * (end - now), 30.0))
         return limit
 
     # --- the plan -----------------------------------------------------------------------------------
 
-    def search_open(self, now: float) -> bool:
-        return self.search_end is None or now < self.search_end
+    def search_open(self, trials: Sequence[FrozenTrial], now: float) -> bool:
+        end = self.search_end(trials)
+        return end is None or now < end
 
     def finals(self, trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
         return [t for t in trials if rung_of(t) == self.full]
@@ -151,7 +175,7 @@ class RungPlan:
         """The trial to queue next (``{"params", "user_attrs"}``), or None: nothing to start now."""
         now = time.time() if now is None else now
         busy = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-        if self.search_open(now):
+        if self.search_open(trials, now):
             promotion = self._promotion(trials, now)
             if promotion is not None:
                 return promotion
@@ -169,10 +193,10 @@ class RungPlan:
             return None
         epochs = self.cfg.budget.epochs
         if self.deadline is not None:
-            per_epoch = self.expected_seconds(best, train_samples=self.n_train, epochs=1)
+            per_epoch = self.final_seconds_per_epoch(best)
             left = self.deadline - now - self.margin
             if per_epoch:
-                epochs = int(min(self.mf.max_final_epochs, max(1, left // (per_epoch * 1.05))))
+                epochs = int(min(self.mf.max_final_epochs, max(1, left // per_epoch)))
         attrs = {"rung": self.full, "epochs": epochs, "promoted_from": best.number, "final": True}
         if best.user_attrs.get("warm_start"):
             attrs["warm_start"] = True
@@ -180,27 +204,31 @@ class RungPlan:
 
     def _promotion(self, trials: Sequence[FrozenTrial], now: float) -> dict[str, Any] | None:
         eta = self.mf.reduction_factor
+        end = self.search_end(trials)
         for rung in range(self.full - 2, -1, -1):  # the highest first: candidates move toward the final
             finished = [t for t in trials if rung_of(t) == rung and t.state in FINISHED]
             scored = sorted(
                 ((v, t) for t in finished if (v := rung_value(t)) is not None and math.isfinite(v)),
                 key=lambda vt: (-vt[0], vt[1].number),
             )
-            promoted = {t.user_attrs.get("promoted_from") for t in trials if rung_of(t) == rung + 1}
-            allowed = len(finished) // eta
-            if len([p for p in promoted if p is not None]) >= allowed:
-                continue
+            above = [t for t in trials if rung_of(t) == rung + 1]
+            promoted = {t.user_attrs.get("promoted_from") for t in above}
+            # Warm starts go on whatever their score and outside the quota: the best third of the
+            # sampled configurations goes on beside them.
+            warm = [t for _, t in scored if t.user_attrs.get("warm_start") and t.number not in promoted]
+            sampled = [t for _, t in scored if not t.user_attrs.get("warm_start")]
+            allowed = len([t for t in finished if not t.user_attrs.get("warm_start")]) // eta
+            taken = len(
+                {t.user_attrs.get("promoted_from") for t in above if not t.user_attrs.get("warm_start")}
+            )
+            best_k = [t for t in sampled[:allowed] if t.number not in promoted] if taken < allowed else []
             nxt = self.mf.rungs[rung + 1]
-            for _, t in scored[:allowed]:
-                if t.number in promoted:
-                    continue
+            for t in warm + best_k:
                 expected = self.expected_seconds(
                     t, train_samples=min(nxt.train_samples, self.n_train), epochs=nxt.epochs
                 )
-                if self.search_end is not None and expected is not None:
-                    if now + expected > self.search_end or expected > self.mf.max_trial_share * (
-                        self.search_end - now
-                    ):
+                if end is not None and expected is not None:
+                    if now + expected > end or expected > self.mf.max_trial_share * (end - now):
                         continue  # too slow for the time left: the next-best goes instead
                 attrs = {
                     "rung": rung + 1,

@@ -75,14 +75,18 @@ def test_a_promotion_too_slow_for_the_time_left_goes_to_the_next_best(tmp_path):
 
 def test_the_final_trains_the_best_of_the_highest_rung_in_the_time_left(tmp_path):
     plan = _plan(tmp_path, budget=1000.0)  # search until 1500, deadline 2000
-    trials = [_trial(0, 0, 0.8), _trial(1, 1, 0.7, promoted_from=0), _trial(2, 0, 0.95)]
+    trials = [_trial(0, 0, 0.8), _trial(1, 1, 0.7, promoted_from=0, ips=30.0), _trial(2, 0, 0.95)]
     nxt = plan.next(trials, now=1600.0)
     assert nxt["params"] == {"x": 0.7}  # rung 1 outranks a better score at rung 0
     attrs = nxt["user_attrs"]
     assert attrs["rung"] == 2 and attrs["final"] and attrs["promoted_from"] == 1
-    # 300 images at 1000 images/s: 0.3 s an epoch; (2000 - 1600 - 20) s allow more than the cap
-    assert attrs["epochs"] == plan.mf.max_final_epochs
+    # 300 images at 30 images/s: 10 s an epoch, 10.5 s with the margin; (2000 - 1600 - 20) s allow 36
+    assert attrs["epochs"] == 36
     assert plan.fidelity(attrs, now=1600.0).time_limit == pytest.approx(380.0)
+    (tmp_path / "one").mkdir()
+    one = _plan(tmp_path / "one", budget=1000.0, n_trials=1)  # nothing left to search: the final now
+    fast = [_trial(0, 0, 0.8), _trial(1, 1, 0.7, promoted_from=0)]  # 0.3 s an epoch: the cap applies
+    assert one.next(fast, now=1600.0)["user_attrs"]["epochs"] == one.mf.max_final_epochs
 
 
 def test_rung_trials_end_pruned_and_only_the_full_fidelity_completes(tmp_path, data_dir, capsys):
@@ -179,3 +183,38 @@ def test_an_interrupted_final_is_not_the_end_of_the_study(tmp_path):
     copy = _trial(1, 2, 0.9, state=TrialState.WAITING, final=True, retry_of=0)
     assert not plan.done([final, copy], now=1001.0)
     assert plan.done([final, _trial(1, 2, 0.9, state=TrialState.COMPLETE, final=True)], now=1001.0)
+
+
+def test_a_warm_start_goes_on_whatever_its_score_and_outside_the_quota(tmp_path):
+    plan = _plan(tmp_path)
+    # the warm start scores worst at rung 0 (as BatchNorm does on a small subset) and still goes on first
+    trials = [_trial(0, 0, 0.3, warm_start=True)] + [
+        _trial(i, 0, v) for i, v in [(1, 0.5), (2, 0.9), (3, 0.7)]
+    ]
+    nxt = plan.next(trials, now=1001.0)
+    assert nxt["user_attrs"] == {
+        "rung": 1,
+        "promoted_from": 0,
+        "warm_start": True,
+        "time_limit": pytest.approx(3 * 200 * 2 / 1000.0),
+    }
+    trials.append(_trial(4, 1, 0.8, promoted_from=0, warm_start=True, state=TrialState.RUNNING))
+    nxt = plan.next(trials, now=1001.0)  # the best third of the three sampled ones still goes on
+    assert nxt["user_attrs"]["promoted_from"] == 2 and "warm_start" not in nxt["user_attrs"]
+    trials.append(_trial(5, 1, 0.85, promoted_from=2, state=TrialState.RUNNING))
+    assert plan.next(trials, now=1001.0)["user_attrs"]["rung"] == 0  # quota spent: a new configuration
+
+
+def test_the_search_keeps_what_a_capped_final_does_not_need(tmp_path):
+    # 300 images at 1000 images/s: 0.315 s a full-data epoch with its margin; 60 epochs need ~19 s of
+    # the 500 s final share, so the search may go on until ~1960 (deadline 2000, margin 20)
+    plan = _plan(tmp_path, budget=1000.0)
+    trials = [_trial(0, 0, 0.8), _trial(1, 0, 0.7), _trial(2, 0, 0.6)]
+    assert plan.share_end == 1500.0
+    assert plan.search_end(trials) == pytest.approx(2000 - 20 - 60 * 0.3 * 1.05)
+    assert plan.next(trials, now=1600.0)["user_attrs"]["rung"] == 1  # still searching after the share
+    # a configuration too slow for 60 epochs in the share leaves the share as it is
+    slow = [_trial(0, 0, 0.8, ips=1.0)]
+    assert plan.search_end(slow) == 1500.0
+    assert plan.next(slow, now=1600.0)["user_attrs"]["final"]
+    assert plan.search_end([]) == 1500.0
