@@ -380,18 +380,11 @@ def retrain_seeds(cfg, splits, protocol: dict, k: int) -> list[float]:
 
 
 def run_lane(name: str, args, budget: float) -> dict:
-    from hpo import backend, config, data
+    from hpo import backend, config
 
     backend.configure(threads=args.threads or 0)
     cfg = config.load_study(args.study).with_overrides(max_train_samples=args.max_train_samples)
-    splits = data.load_splits(
-        cfg.dataset,
-        data_dir=cfg.data.data_dir,
-        val_fraction=cfg.data.val_fraction,
-        seed=cfg.seed,
-        normalization=cfg.data.normalization,
-        max_train_samples=cfg.data.max_train_samples,
-    )
+    splits = cfg.load_splits()
     ref = reference_epoch_seconds(splits)
     print(f"== {name}: {budget:.0f}s; reference epoch {ref:.1f}s", flush=True)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

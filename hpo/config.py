@@ -134,6 +134,17 @@ class StudyConfig:
         _validate(cfg, where="command line")
         return cfg
 
+    def load_splits(self) -> data.Splits:
+        """The study's train/validation split: its dataset, split seed, normalization and size."""
+        return data.load_splits(
+            self.dataset,
+            data_dir=self.data.data_dir,
+            val_fraction=self.data.val_fraction,
+            seed=self.seed,
+            normalization=self.data.normalization,
+            max_train_samples=self.data.max_train_samples,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The resolved config, JSON-able, as stored with the study (the ``config`` user attr)."""
         d = dataclasses.asdict(self)

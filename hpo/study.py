@@ -14,7 +14,7 @@ from typing import TextIO
 
 import optuna
 
-from hpo import artifacts, backend, checkpoints, console, data, workers
+from hpo import artifacts, backend, checkpoints, console, workers
 from hpo.checkpoints import Checkpoints
 from hpo.config import StudyConfig
 from hpo.errors import TooManyFailures, UserError, WorkersFailed
@@ -58,14 +58,7 @@ def _run(
     if not verbose:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
-    splits = data.load_splits(
-        cfg.dataset,
-        data_dir=cfg.data.data_dir,
-        val_fraction=cfg.data.val_fraction,
-        seed=cfg.seed,
-        normalization=cfg.data.normalization,
-        max_train_samples=cfg.data.max_train_samples,
-    )
+    splits = cfg.load_splits()
     parent = worker is None
     if parent:
         print(

@@ -13,7 +13,7 @@ import numpy as np
 import optuna
 import pytest
 
-from hpo import artifacts, cli, config, data
+from hpo import artifacts, cli, config
 from tests.conftest import synthetic_images, write_study
 
 
@@ -60,13 +60,7 @@ def test_export_writes_trials_curves_and_a_best_model_that_reproduces_the_value(
     from hpo import backend
 
     model = backend.keras().models.load_model(out / "best_model.keras")
-    splits = data.load_splits(
-        cfg.dataset,
-        data_dir=cfg.data.data_dir,
-        val_fraction=cfg.data.val_fraction,
-        seed=cfg.seed,
-        normalization=cfg.data.normalization,
-    )
+    splits = cfg.load_splits()
     acc = float((model.predict(splits.x_val, verbose=0).argmax(axis=1) == splits.y_val).mean())
     assert abs(acc - study.best_value) < 1e-4
 

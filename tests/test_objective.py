@@ -5,7 +5,7 @@ import math
 import optuna
 import pytest
 
-from hpo import config, console, data
+from hpo import config, console
 from hpo import study as study_mod
 from hpo.components import trial_seed
 from hpo.errors import TrainingDiverged
@@ -17,13 +17,7 @@ from tests.conftest import write_study
 def tiny(tmp_path, data_dir):
     def make(**kw):
         cfg = config.load_study(str(write_study(tmp_path, **kw))).with_overrides(data_dir=str(data_dir))
-        splits = data.load_splits(
-            cfg.dataset,
-            data_dir=data_dir,
-            val_fraction=cfg.data.val_fraction,
-            seed=cfg.seed,
-            normalization=cfg.data.normalization,
-        )
+        splits = cfg.load_splits()
         return cfg, splits
 
     return make

@@ -518,18 +518,14 @@ def train_and_evaluate(
         epoch_hooks=[_progress_hook(log, prefix)],
     )
     try:
-        probs = np.asarray(
-            tr.model.predict(x_test, batch_size=training.VAL_BATCH, verbose=0), dtype=np.float64
-        )
+        probs, test_acc, test_loss = _evaluate(tr.model, x_test, y_test)
         seconds = time.perf_counter() - t0
-        pred = probs.argmax(axis=1)
-        p_true = np.clip(probs[np.arange(len(y_test)), y_test], 1e-12, 1.0)
         result = RunResult(
             spec=spec,
             val_accuracy=float(tr.best_val_accuracy),
-            test_accuracy=float((pred == y_test).mean()),
-            test_loss=float(-np.log(p_true).mean()),
-            y_pred=[int(p) for p in pred],
+            test_accuracy=test_acc,
+            test_loss=test_loss,
+            y_pred=[int(p) for p in probs.argmax(axis=1)],
             history=tr.history,
             n_params=int(tr.n_params),
             latency_ms=float(tr.latency_ms) if math.isfinite(tr.latency_ms) else None,
