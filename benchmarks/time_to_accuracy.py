@@ -5,7 +5,8 @@ Lanes (one after another, each the only work on the machine; each starts from th
   warm_start_only  no search: the first warm start trained once for as many full-data epochs as fit in B
                    (planned from a measured epoch), cosine decay to the end
   tpe              Optuna TPE, no pruning, the warm start enqueued first
-  kt_hyperband     KerasTuner Hyperband, its oracle's first trial the warm start
+  kt_hyperband     KerasTuner Hyperband (each trial its bracket's epochs, a promoted one resumed from its
+                   weights), its oracle's first trial the warm start
   kt_random        KerasTuner RandomSearch, likewise
 
 Every lane records its best validation accuracy over time (the whole validation split, whatever the
@@ -322,7 +323,15 @@ def lane_kerastuner(name: str, cfg, splits, budget: float, tmp: Path, args) -> d
     else:
         oracle = warm_first(kt.oracles.RandomSearchOracle)(max_trials=10_000, **common)
 
-    class Tuner(kt.Tuner):
+    # kt.Hyperband's run_trial trains each trial for its bracket's epochs ("tuner/epochs") and its
+    # _build_hypermodel resumes a promoted trial from its previous round's weights; its constructor
+    # would build an oracle of its own, so the warm-start oracle is passed to kt.Tuner's.
+    base = kt.Hyperband if name == "kt_hyperband" else kt.Tuner
+
+    class Tuner(base):
+        def __init__(self, **kw):
+            kt.Tuner.__init__(self, **kw)
+
         def run_trial(self, trial, *a, **kw):
             bs = trial.hyperparameters.values.get("batch_size", 32)
             train_ds, val_ds = datasets(splits, int(bs), seed=0)
