@@ -120,12 +120,12 @@ class RungPlan:
         per_epoch = self.expected_seconds(trial, train_samples=self.n_train, epochs=1)
         return per_epoch * 1.05 if per_epoch else None
 
-    def search_end(self, trials: Sequence[FrozenTrial]) -> float | None:
+    def search_end(self, trials: Sequence[FrozenTrial], candidate: FrozenTrial | None = None) -> float | None:
         """When the search starts its last trial: ``final_share`` of the budget before the deadline, or
-        later, once the current candidate's ``max_final_epochs`` take less time than that share."""
+        later, once the candidate's (by default the current one's) ``max_final_epochs`` take less time."""
         if self.share_end is None:
             return None
-        best = self.candidate(trials)
+        best = candidate if candidate is not None else self.candidate(trials)
         per_epoch = self.final_seconds_per_epoch(best) if best is not None else None
         if not per_epoch:
             return self.share_end
@@ -223,12 +223,16 @@ class RungPlan:
             )
             best_k = [t for t in sampled[:allowed] if t.number not in promoted] if taken < allowed else []
             nxt = self.mf.rungs[rung + 1]
+            highest = rung + 1 == self.full - 1
             for t in warm + best_k:
                 expected = self.expected_seconds(
                     t, train_samples=min(nxt.train_samples, self.n_train), epochs=nxt.epochs
                 )
-                if end is not None and expected is not None:
-                    if now + expected > end or expected > self.mf.max_trial_share * (end - now):
+                # A promotion to the highest rung may make its configuration the final's: it must also
+                # leave that configuration's own final time (a slow one needs the whole share).
+                end_t = min(end, self.search_end(trials, t)) if end is not None and highest else end
+                if end_t is not None and expected is not None:
+                    if now + expected > end_t or expected > self.mf.max_trial_share * (end_t - now):
                         continue  # too slow for the time left: the next-best goes instead
                 attrs = {
                     "rung": rung + 1,

@@ -218,3 +218,15 @@ def test_the_search_keeps_what_a_capped_final_does_not_need(tmp_path):
     assert plan.search_end(slow) == 1500.0
     assert plan.next(slow, now=1600.0)["user_attrs"]["final"]
     assert plan.search_end([]) == 1500.0
+
+
+def test_a_promotion_after_the_share_must_leave_its_own_final_time(tmp_path):
+    # deadline 2000: a fast candidate at rung 1 keeps the search open after 1500, the share's end; a slow
+    # configuration (30 s an epoch: 60 epochs need more than the share) may still go to rung 1 before 1500,
+    # not after, since as the winner it would need the whole share for its final
+    plan = _plan(tmp_path, budget=1000.0)
+    fast = _trial(0, 1, 0.6, promoted_from=9)
+    trials = [fast, _trial(1, 0, 0.9, ips=10.0)] + [_trial(i, 0, 0.5 - i / 20) for i in range(2, 7)]
+    assert plan.search_end(trials) > 1900
+    assert plan.next(trials, now=1300.0)["user_attrs"]["promoted_from"] == 1
+    assert plan.next(trials, now=1600.0)["user_attrs"]["promoted_from"] == 2  # the next-best, a fast one
