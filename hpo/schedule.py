@@ -40,6 +40,7 @@ from hpo.config import StudyConfig
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MARGIN_SECONDS = 20.0  # kept free before the deadline (storing the model, the summary); at most 5 % of it
 FALLBACK_TRIAL_SECONDS = 300.0  # a rung-0 trial's time limit before any has finished (no time budget)
+FINAL_SETUP_SECONDS = 20.0  # building, compiling and storing the final's model: not in its epoch time
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ class RungPlan:
         per_epoch = self.final_seconds_per_epoch(best) if best is not None else None
         if not per_epoch:
             return self.share_end
-        capped = self.deadline - self.margin - self.mf.max_final_epochs * per_epoch
+        final = FINAL_SETUP_SECONDS + self.mf.max_final_epochs * per_epoch
+        capped = self.deadline - self.margin - final
         return max(self.share_end, capped)
 
     def rung0_limit(self, trials: Sequence[FrozenTrial], now: float) -> float:

@@ -206,12 +206,13 @@ def test_a_warm_start_goes_on_whatever_its_score_and_outside_the_quota(tmp_path)
 
 
 def test_the_search_keeps_what_a_capped_final_does_not_need(tmp_path):
-    # 300 images at 1000 images/s: 0.315 s a full-data epoch with its margin; 60 epochs need ~19 s of
-    # the 500 s final share, so the search may go on until ~1960 (deadline 2000, margin 20)
+    # 300 images at 1000 images/s: 0.315 s a full-data epoch with its margin; 60 epochs and the model's
+    # setup need ~39 s of the 500 s final share, so the search may go on until ~1941 (deadline 2000,
+    # margin 20)
     plan = _plan(tmp_path, budget=1000.0)
     trials = [_trial(0, 0, 0.8), _trial(1, 0, 0.7), _trial(2, 0, 0.6)]
     assert plan.share_end == 1500.0
-    assert plan.search_end(trials) == pytest.approx(2000 - 20 - 60 * 0.3 * 1.05)
+    assert plan.search_end(trials) == pytest.approx(2000 - 20 - 20 - 60 * 0.3 * 1.05)
     assert plan.next(trials, now=1600.0)["user_attrs"]["rung"] == 1  # still searching after the share
     # a configuration too slow for 60 epochs in the share leaves the share as it is
     slow = [_trial(0, 0, 0.8, ips=1.0)]
