@@ -12,7 +12,6 @@ metadata, so evictions are recorded in the study user attr ``evicted_models``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo import backend
 from hpo.errors import UserError
-from hpo.paths import file_mode, probe_dir
+from hpo.paths import probe_dir, write_atomic
 from hpo.storage import StudyLock, storage_path
 
 EVICTED_ATTR = "evicted_models"  # study user attr: numbers of the trials whose model file was deleted
@@ -36,16 +35,11 @@ class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
     """``FileSystemArtifactStore`` whose ``write`` goes to a temporary file renamed into place."""
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
-        path = self._get_filepath(artifact_id)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
+        def copy(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
                 shutil.copyfileobj(content_body, f)
-            os.chmod(tmp, file_mode())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        write_atomic(self._get_filepath(artifact_id), copy)
 
 
 def default_dir(storage_url: str) -> Path | None:

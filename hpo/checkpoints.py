@@ -14,14 +14,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hpo import backend
-from hpo.paths import file_mode
+from hpo.paths import write_atomic
 from hpo.storage import storage_path
 from hpo.training import Snapshot
 
@@ -40,18 +39,6 @@ def default_dir(storage_url: str, artifacts: str | None, study_name: str) -> Pat
     if base is None:
         return None
     return base / (re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study")
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Checkpoints:
@@ -81,8 +68,8 @@ class Checkpoints:
             with open(p, "wb") as f:
                 np.savez(f, **flat)
 
-        _atomic(model, save_model)
-        _atomic(arrays, save_arrays)
+        write_atomic(model, save_model)
+        write_atomic(arrays, save_arrays)
         state = {
             "format": FORMAT,
             "epoch": snap.epoch,
@@ -95,7 +82,7 @@ class Checkpoints:
             "best_val_accuracy": _jsonable(snap.best_val_accuracy),
             "meta": meta,
         }
-        _atomic(self._json(key), lambda p: p.write_text(json.dumps(state)))
+        write_atomic(self._json(key), lambda p: p.write_text(json.dumps(state)))
         for old in self.dir.glob(f"trial-{key}.e*"):
             if old.name not in (model.name, arrays.name) and not old.name.startswith("."):
                 old.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from hpo.errors import UserError
 
@@ -107,3 +108,18 @@ def file_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it into place: a reader sees the
+    old file or the whole new one, never a half-written one; the temporary file is removed on failure."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -10,9 +10,7 @@ import csv
 import io
 import json
 import math
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -22,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo import artifacts, console
 from hpo.config import StudyConfig
 from hpo.errors import UserError
-from hpo.paths import file_mode, probe_dir
+from hpo.paths import probe_dir, write_atomic
 from hpo.storage import open_existing_study
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -128,16 +126,7 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 def _write(out: Path, name: str, write: Callable[[Path], None]) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, out / name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out / name
+    return write_atomic(out / name, write)
 
 
 def export(
