@@ -100,7 +100,7 @@ def test_kill_9_mid_trial_then_rerun_recovers_exactly(tmp_path, data_dir):
 
 
 def test_four_workers_on_one_sqlite_study_record_every_trial_once(tmp_path, data_dir):
-    study_file = write_study(tmp_path, n_trials=40)
+    study_file = write_study(tmp_path, n_trials=16)
     storage = f"sqlite:///{tmp_path / 'tiny.db'}"
     code, out, err = _finish(
         _start(
@@ -123,11 +123,11 @@ def test_four_workers_on_one_sqlite_study_record_every_trial_once(tmp_path, data
     assert "database is locked" not in (out + err).lower()
     study = _load(storage)
     done = _done(study)
-    assert len(done) == 40 and len(study.trials) == 40
-    assert sorted(t.number for t in study.trials) == list(range(40))
+    assert len(done) == 16 and len(study.trials) == 16
+    assert sorted(t.number for t in study.trials) == list(range(16))
     assert all("history" in t.user_attrs for t in done)
     lines = [l for l in out.splitlines() if l.startswith("trial ")]
-    assert sorted(int(l.split()[1]) for l in lines) == list(range(40))  # each reported exactly once
+    assert sorted(int(l.split()[1]) for l in lines) == list(range(16))  # each reported exactly once
 
 
 def _free_port() -> int:
@@ -143,7 +143,7 @@ def _get_json(url: str) -> dict:
 
 
 def test_dashboard_serves_a_study_while_workers_write_to_it(tmp_path, data_dir):
-    study_file = write_study(tmp_path, n_trials=10)
+    study_file = write_study(tmp_path, n_trials=6)
     storage = f"sqlite:///{tmp_path / 'tiny.db'}"
     args = [
         "--study",
@@ -193,10 +193,10 @@ def test_dashboard_serves_a_study_while_workers_write_to_it(tmp_path, data_dir):
         while True:
             detail = _get_json(f"{base}/api/studies/{sid}?after=0")
             finished = [t for t in detail["trials"] if t["state"] in ("Complete", "Pruned")]
-            if len(finished) == 10 or time.time() > deadline:
+            if len(finished) == 6 or time.time() > deadline:
                 break
             time.sleep(0.5)
-        assert len(finished) == 10 and polls > 3 and len(seen) > 1  # it watched the study grow
+        assert len(finished) == 6 and polls > 3 and len(seen) > 1  # it watched the study grow
         # the full curves are visible in the dashboard: a note per trial, and the study figure
         assert "val_accuracy" in detail["trials"][0]["note"]["body"]
         assert any(g["id"] == "hpo-learning-curves" for g in detail["plotly_graph_objects"])
@@ -204,7 +204,7 @@ def test_dashboard_serves_a_study_while_workers_write_to_it(tmp_path, data_dir):
     finally:
         dash.terminate()
         dash.wait(timeout=30)
-    assert len(_done(_load(storage))) == 10
+    assert len(_done(_load(storage))) == 6
 
 
 def test_dashboard_binds_loopback_and_prints_the_url(tmp_path, data_dir):
@@ -410,7 +410,7 @@ def test_a_two_worker_study_killed_again_and_again_still_ends_with_every_trial_o
     import random
 
     rng = random.Random(7)
-    epochs, n_trials = 10, 6
+    epochs, n_trials = 10, 4
     study_file = write_study(tmp_path, n_trials=n_trials)
     storage = f"sqlite:///{tmp_path / 'tiny.db'}"
     ckpt_dir = tmp_path / "tiny.checkpoints" / "tiny"
