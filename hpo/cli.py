@@ -77,7 +77,10 @@ def add_run_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--list", action="store_true", help="print the available studies, spaces, models and datasets"
     )
     p.add_argument(
-        "--n-trials", type=int, help="total finished (complete or pruned) trials wanted in the study"
+        "--n-trials",
+        type=int,
+        help="total finished (complete or pruned) trials wanted in the study; multi-fidelity: configurations "
+        "tried at rung 0 (with a time budget, as many as fit unless this is given)",
     )
     p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     p.add_argument(
@@ -120,7 +123,7 @@ def run_parser(prog: str = "hpo run") -> argparse.ArgumentParser:
 def resolve(args: argparse.Namespace) -> config.StudyConfig:
     """The study file named by ``--study`` with the flags applied."""
     budget = config.parse_duration(args.budget, where="--budget") if args.budget is not None else None
-    return config.load_study(args.study).with_overrides(
+    cfg = config.load_study(args.study).with_overrides(
         time=budget,
         n_trials=args.n_trials,
         timeout=args.timeout,
@@ -135,6 +138,8 @@ def resolve(args: argparse.Namespace) -> config.StudyConfig:
         use_warm_start=False if args.no_warm_start else None,
         artifacts=args.artifacts,
     )
+    # A time budget without --n-trials: the study file's trial count is for runs without a budget
+    return cfg.until_budget() if args.n_trials is None else cfg
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -33,7 +33,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class Budget:
-    n_trials: int = 20  # finished trials; with multi-fidelity: configurations tried at the first rung
+    # Finished trials; with multi-fidelity: configurations tried at the first rung. None (``--budget``
+    # without ``--n-trials`` on a multi-fidelity study): no cap, the time budget ends the search.
+    n_trials: int | None = 20
     timeout: float | None = None  # seconds for this run: no new trial starts after it
     epochs: int = 10  # of a full-fidelity trial (all the training images)
     time: float | None = None  # seconds for this run, planned to end with a full-fidelity winner (--budget)
@@ -133,6 +135,12 @@ class StudyConfig:
                 raise ValueError(f"unknown override {key}")
         _validate(cfg, where="command line")
         return cfg
+
+    def until_budget(self) -> "StudyConfig":
+        """With a time budget, the budget, not ``n_trials``, ends the search (configurations at rung 0)."""
+        if self.budget.time is None:
+            return self
+        return dataclasses.replace(self, budget=dataclasses.replace(self.budget, n_trials=None))
 
     def load_splits(self) -> data.Splits:
         """The study's train/validation split: its dataset, split seed, normalization and size."""
@@ -378,7 +386,7 @@ def _component(raw: Any, where: str) -> Component:
 def _validate(cfg: StudyConfig, *, where: str) -> None:
     """Checks that need the whole config; run after loading and again after CLI overrides."""
     b, d, es = cfg.budget, cfg.data, cfg.early_stopping
-    if b.n_trials <= 0:
+    if b.n_trials is not None and b.n_trials <= 0:
         raise UserError(f"{where}: n_trials must be > 0, got {b.n_trials}")
     if b.epochs <= 0:
         raise UserError(f"{where}: epochs must be > 0, got {b.epochs}")

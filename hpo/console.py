@@ -141,12 +141,12 @@ class Progress:
     on stderr, the running trial's epoch and validation accuracy: in the bar over trials on a terminal
     (or with ``HPO_PROGRESS=1``), else one line per epoch."""
 
-    def __init__(self, *, total: int, out: TextIO, enabled: bool = True):
+    def __init__(self, *, total: int | None, out: TextIO, enabled: bool = True):  # None: unknown
         self.out = out
         bar = enabled and (sys.stderr.isatty() or os.environ.get("HPO_PROGRESS") == "1")
         self.epoch_lines = enabled and not bar
         self.bar = tqdm(
-            total=max(0, total),
+            total=None if total is None else max(0, total),
             desc="trials",
             unit="trial",
             file=sys.stderr,

@@ -86,6 +86,8 @@ def open_study(
     return study
 
 
+MAX_FAILURES_UNCAPPED = 10  # failed trials that stop a run which a time budget, not n_trials, ends
+
 # What makes trials comparable: a resumed study must train and validate its new trials the same way.
 PROTOCOL_KEYS = (
     "dataset",
@@ -191,7 +193,8 @@ class TrialLoop:
 
     A trial stopped by Ctrl-C is stored as failed (Optuna) and re-queued with the same parameters, so
     the next run repeats it (a warm start is not lost). A trial that raises fails with its reason and
-    the study goes on, up to ``max(3, n_trials)`` failures in one run. ``run()`` returns the number of
+    the study goes on, up to ``max(3, n_trials)`` failures in one run (``MAX_FAILURES_UNCAPPED`` when a time
+    budget, not ``n_trials``, ends it). ``run()`` returns the number of
     failures when it stopped for them, else 0.
     """
 
@@ -209,7 +212,8 @@ class TrialLoop:
         self.study, self.objective, self.cfg, self.plan = study, objective, cfg, plan
         self.out = out or sys.stdout
         self.on_trial_end = tuple(on_trial_end)
-        self.n = cfg.budget.n_trials
+        self.n = cfg.budget.n_trials  # None: a time budget ends the study (the plan says when)
+        self.max_failures = max(3, self.n or MAX_FAILURES_UNCAPPED)
         self.deadline = time.time() + cfg.budget.timeout if cfg.budget.timeout else None
         self.heartbeat = isinstance(study._storage, optuna.storages._heartbeat.BaseHeartbeat)
         self.lock = StudyLock(cfg.storage, study.study_name)
@@ -219,7 +223,7 @@ class TrialLoop:
         if isinstance(progress, console.Progress):
             self.progress = progress
         else:
-            total = self.n - console.count_done(study)
+            total = None if self.n is None else self.n - console.count_done(study)
             self.progress = console.Progress(total=total, out=self.out, enabled=progress)
         self.say = self.progress.say
 
@@ -230,7 +234,7 @@ class TrialLoop:
         started, too_many = time.time(), 0
         try:
             while True:
-                if self.failures > max(3, self.n):
+                if self.failures > self.max_failures:
                     self.say(f"stopping: {self.failures} trials failed in this run; see the reasons above")
                     too_many = self.failures
                     break

@@ -16,14 +16,16 @@ training images seen and ends PRUNED; a full-fidelity trial ends COMPLETE. Optun
 COMPLETE trial above every PRUNED one, and pruned ones by their last step: a cheap trial is never ranked
 as if it were a full one. Each trial records its fidelity (``rung``, ``fidelity`` user attrs).
 
-Cost: every trial records its measured images per second; a promotion whose expected time exceeds
-``max_trial_share`` of the time left is skipped for the next-best candidate, and every rung trial has a
-time limit. With a time budget (``--budget``), ``final_share`` of it is kept for the winner's full-fidelity
-training, which gets as many epochs as fit before the deadline (at most ``max_final_epochs``): longer
-training helps the winner (``benchmarks/RESULTS.md``); when the current candidate's ``max_final_epochs``
-need less than that share, the search keeps the difference, so a long budget is not left unused. That run
-has no early stopping (a long cosine schedule's validation loss turns up long before its accuracy stops
-improving); it keeps the weights of its best-``val_accuracy`` epoch, as every stored model does.
+With a time budget the search tries new configurations until its end (``n_trials`` None: see
+``StudyConfig.until_budget``). Cost: every trial records its measured images per second; a promotion whose
+expected time exceeds ``max_trial_share`` of the time left is skipped for the next-best candidate, and every
+rung trial has a time limit. With a time budget (``--budget``), ``final_share`` of it is kept for the winner's
+full-fidelity training, which gets as many epochs as fit before the deadline (at most ``max_final_epochs``):
+longer training helps the winner (``benchmarks/RESULTS.md``); when the current candidate's
+``max_final_epochs`` need less than that share, the search keeps the difference, so a long budget is not left
+unused. That run has no early stopping (a long cosine schedule's validation loss turns up long before its
+accuracy stops improving); it keeps the weights of its best-``val_accuracy`` epoch, as every stored model
+does.
 """
 
 from __future__ import annotations
@@ -182,9 +184,8 @@ class RungPlan:
             if promotion is not None:
                 return promotion
             started0 = [t for t in trials if rung_of(t) == 0]
-            if len(started0) < self.cfg.budget.n_trials and not any(
-                t.state == TrialState.WAITING for t in busy
-            ):
+            cap = self.cfg.budget.n_trials  # None: the time budget ends the search
+            if (cap is None or len(started0) < cap) and not any(t.state == TrialState.WAITING for t in busy):
                 return {"params": {}, "user_attrs": {"rung": 0, "time_limit": self.rung0_limit(trials, now)}}
         if any(rung_of(t) is not None and rung_of(t) < self.full for t in busy):
             return None  # the last rung trials are still running: the winner is not known yet

@@ -98,7 +98,9 @@ def _run(
                 file=out,
             )
         progress = console.Progress(
-            total=cfg.budget.n_trials - console.count_done(study), out=out, enabled=parent
+            total=None if cfg.budget.n_trials is None else cfg.budget.n_trials - console.count_done(study),
+            out=out,
+            enabled=parent,
         )
         ckpt_dir = checkpoints.default_dir(cfg.storage, cfg.artifacts, cfg.name)
         objective = Objective(

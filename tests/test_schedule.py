@@ -231,3 +231,19 @@ def test_a_promotion_after_the_share_must_leave_its_own_final_time(tmp_path):
     assert plan.search_end(trials) > 1900
     assert plan.next(trials, now=1300.0)["user_attrs"]["promoted_from"] == 1
     assert plan.next(trials, now=1600.0)["user_attrs"]["promoted_from"] == 2  # the next-best, a fast one
+
+
+def test_a_budget_without_n_trials_searches_until_its_time_is_spent(tmp_path):
+    study_file = str(_mf_study(tmp_path, n_trials=3))
+    budgeted = cli.resolve(cli.run_parser().parse_args(["--study", study_file, "--budget", "1000s"]))
+    assert budgeted.budget.n_trials is None  # the study file's 3 are for runs without a budget
+    plan = RungPlan(budgeted, n_train=300, started=1000.0)
+    trials = [_trial(i, 0, 0.5) for i in range(3)] + [_trial(3, 1, 0.5, promoted_from=0)]
+    assert plan.next(trials, now=1001.0)["user_attrs"]["rung"] == 0  # a fourth configuration
+    capped = cli.resolve(
+        cli.run_parser().parse_args(["--study", study_file, "--budget", "1000s", "--n-trials", "3"])
+    )
+    assert capped.budget.n_trials == 3  # given on the command line, it caps the search
+    assert RungPlan(capped, n_train=300, started=1000.0).next(trials, now=1001.0)["user_attrs"]["final"]
+    unbudgeted = cli.resolve(cli.run_parser().parse_args(["--study", study_file]))
+    assert unbudgeted.budget.n_trials == 3

@@ -260,7 +260,7 @@ def summary_section(data: StudyData, retrain: RetrainData | None) -> str:
             ("pruner", comp(pruner)),
             ("epochs per trial (max)", budget.get("epochs")),
             ("the winner's fidelity", fidelity_text(data.best.fidelity)),
-            ("trials asked for", budget.get("n_trials")),
+            ("trials asked for", budget.get("n_trials") or "as many as the time budget allows"),
             (
                 "early stopping",
                 f"monitor {es.get('monitor')}, patience {es.get('patience')}, restore best "
