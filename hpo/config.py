@@ -59,6 +59,9 @@ class MultiFidelity:
     final_share: float = 0.5  # of a time budget, kept for training the winner at full fidelity
     max_final_epochs: int = 60  # the winner's epochs when the time budget would allow more
     max_trial_share: float = 0.25  # no trial may be expected to take more of the time left than this
+    # With a time budget, the highest rung's epochs scale with the epochs each configuration would get in
+    # the final's share (a configuration twice as slow gets half, while max_final_epochs does not cap both)
+    scale_top_rung: bool = False
 
     @property
     def enabled(self) -> bool:

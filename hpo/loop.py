@@ -100,6 +100,7 @@ PROTOCOL_KEYS = (
     "early_stopping",
     "multi_fidelity.rungs",  # the rung plan: a rung's trials are comparable only under the same subsets
     "multi_fidelity.reduction_factor",
+    "multi_fidelity.scale_top_rung",
 )
 _FLAGS = {"seed": "--seed", "data.max_train_samples": "--max-train-samples", "budget.epochs": "--epochs"}
 

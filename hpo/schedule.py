@@ -103,7 +103,8 @@ class RungPlan:
             )
         r = self.mf.rungs[rung]
         limit = trial_attrs.get("time_limit")
-        return Fidelity(rung, min(r.train_samples, self.n_train), r.epochs, float(limit) if limit else None)
+        epochs = int(trial_attrs.get("epochs") or r.epochs)  # the highest rung's may be scaled
+        return Fidelity(rung, min(r.train_samples, self.n_train), epochs, float(limit) if limit else None)
 
     def images(self, f: Fidelity) -> int:
         return (f.train_samples or self.n_train) * f.epochs
@@ -122,6 +123,30 @@ class RungPlan:
         """A full-data epoch of ``trial``'s configuration, with a 5 % margin, from its throughput."""
         per_epoch = self.expected_seconds(trial, train_samples=self.n_train, epochs=1)
         return per_epoch * 1.05 if per_epoch else None
+
+    def top_rung_epochs(self, trials: Sequence[FrozenTrial], trial: FrozenTrial) -> int:
+        """The highest rung's epochs for ``trial``'s configuration: the rung's own, or (``scale_top_rung``,
+        with a time budget) scaled by the full-data epochs it would get in the final's share against those
+        of the reference, the first rung-0 trial (the first warm start). The final trains for the time
+        left, so a configuration twice as slow gets half the epochs there: the rung that picks the final's
+        configuration compares them the same way (1 to 3x the rung's epochs)."""
+        nominal = self.mf.rungs[self.full - 1].epochs
+        if not self.mf.scale_top_rung or self.deadline is None or self.share_end is None:
+            return nominal
+        measured = [t for t in trials if rung_of(t) == 0 and t.user_attrs.get("images_per_sec")]
+        if not measured:
+            return nominal
+        reference = min(measured, key=lambda t: t.number)
+        share = self.deadline - self.share_end - self.margin - FINAL_SETUP_SECONDS
+
+        def final_epochs(t: FrozenTrial) -> float | None:
+            per_epoch = self.final_seconds_per_epoch(t)
+            return min(float(self.mf.max_final_epochs), share / per_epoch) if per_epoch else None
+
+        own, ref = final_epochs(trial), final_epochs(reference)
+        if not own or not ref:
+            return nominal
+        return int(min(3 * nominal, max(1, round(nominal * own / ref))))
 
     def search_end(self, trials: Sequence[FrozenTrial], candidate: FrozenTrial | None = None) -> float | None:
         """When the search starts its last trial: ``final_share`` of the budget before the deadline, or
@@ -228,8 +253,9 @@ class RungPlan:
             nxt = self.mf.rungs[rung + 1]
             highest = rung + 1 == self.full - 1
             for t in warm + best_k:
+                epochs = self.top_rung_epochs(trials, t) if highest else nxt.epochs
                 expected = self.expected_seconds(
-                    t, train_samples=min(nxt.train_samples, self.n_train), epochs=nxt.epochs
+                    t, train_samples=min(nxt.train_samples, self.n_train), epochs=epochs
                 )
                 # A promotion to the highest rung may make its configuration the final's: it must also
                 # leave that configuration's own final time (a slow one needs the whole share).
@@ -242,6 +268,8 @@ class RungPlan:
                     "promoted_from": t.number,
                     "time_limit": 3 * expected if expected else self.rung0_limit(trials, now),
                 }
+                if epochs != nxt.epochs:
+                    attrs["epochs"] = epochs
                 if t.user_attrs.get("warm_start"):
                     attrs["warm_start"] = True
                 return {"params": dict(t.params), "user_attrs": attrs}
@@ -256,7 +284,9 @@ class RungPlan:
             ts = [t for t in trials if rung_of(t) == rung and t.duration]
             if rung < self.full:
                 r = self.mf.rungs[rung]
-                name = f"rung {rung} ({r.train_samples} images x {r.epochs} epochs)"
+                epochs = sorted({int(t.user_attrs.get("epochs") or r.epochs) for t in ts} or {r.epochs})
+                shown = str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}"
+                name = f"rung {rung} ({r.train_samples} images x {shown} epochs)"
             else:
                 sizes = sorted(
                     {

@@ -43,9 +43,13 @@ def _trial(number: int, rung: int, value: float, *, ips: float = 1000.0, state=T
     return t
 
 
-def _plan(tmp_path, budget: float | None = None, n_trials: int = 20) -> RungPlan:
+def _plan(tmp_path, budget: float | None = None, n_trials: int = 20, **multi_fidelity) -> RungPlan:
     cfg = config.load_study(str(_mf_study(tmp_path, n_trials=n_trials)))
-    cfg = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, time=budget))
+    cfg = dataclasses.replace(
+        cfg,
+        budget=dataclasses.replace(cfg.budget, time=budget),
+        multi_fidelity=dataclasses.replace(cfg.multi_fidelity, **multi_fidelity),
+    )
     return RungPlan(cfg, n_train=300, started=1000.0)
 
 
@@ -247,3 +251,20 @@ def test_a_budget_without_n_trials_searches_until_its_time_is_spent(tmp_path):
     assert RungPlan(capped, n_train=300, started=1000.0).next(trials, now=1001.0)["user_attrs"]["final"]
     unbudgeted = cli.resolve(cli.run_parser().parse_args(["--study", study_file]))
     assert unbudgeted.budget.n_trials == 3
+
+
+def test_the_highest_rung_gives_each_configuration_the_epochs_it_would_get_in_the_final(tmp_path):
+    plan = _plan(tmp_path, budget=1000.0, scale_top_rung=True)  # the final's share: 460 s on 300 images
+    reference = _trial(0, 0, 0.3, ips=10.0, warm_start=True)  # 31.5 s an epoch: 14.6 epochs in the final
+    half_as_fast, twice_as_fast = _trial(1, 0, 0.9, ips=5.0), _trial(2, 0, 0.5, ips=20.0)
+    trials = [reference, half_as_fast, twice_as_fast, _trial(3, 0, 0.4, ips=10.0)]
+    assert [plan.top_rung_epochs(trials, t) for t in trials] == [2, 1, 4, 2]  # rung 1 trains 2 epochs
+    capped = [_trial(0, 0, 0.3, ips=1000.0), _trial(1, 0, 0.9, ips=2000.0)]  # 60 final epochs fit for both
+    assert [plan.top_rung_epochs(capped, t) for t in capped] == [2, 2]
+    plan.next(trials, now=1001.0)  # the warm start goes on first, with the rung's own epochs
+    trials.append(_trial(4, 1, 0.3, promoted_from=0, warm_start=True, state=TrialState.RUNNING))
+    nxt = plan.next(trials, now=1001.0)["user_attrs"]  # then the best third: the slow one, for 1 epoch
+    assert nxt["promoted_from"] == 1 and nxt["epochs"] == 1
+    assert plan.fidelity(nxt).epochs == 1 and nxt["time_limit"] == pytest.approx(3 * 200 / 5.0)
+    (tmp_path / "default").mkdir()
+    assert _plan(tmp_path / "default", budget=1000.0).top_rung_epochs(trials, half_as_fast) == 2  # off
