@@ -268,3 +268,31 @@ def test_the_highest_rung_gives_each_configuration_the_epochs_it_would_get_in_th
     assert plan.fidelity(nxt).epochs == 1 and nxt["time_limit"] == pytest.approx(3 * 200 / 5.0)
     (tmp_path / "default").mkdir()
     assert _plan(tmp_path / "default", budget=1000.0).top_rung_epochs(trials, half_as_fast) == 2  # off
+
+
+def _simulate(cfg: config.StudyConfig, ips_of_new: list[float], *, n_train=48_000, val_seconds=3.0):
+    """Run the plan with one worker and no training: each trial takes its expected time at its fidelity."""
+    plan, trials, now, final = RungPlan(cfg, n_train=n_train, started=0.0), [], 0.0, None
+    while (nxt := plan.next(trials, now=now)) is not None:
+        attrs = nxt["user_attrs"]
+        src = attrs.get("promoted_from")
+        ips = trials[src].user_attrs["images_per_sec"] if src is not None else ips_of_new[len(trials) % 7]
+        f = plan.fidelity(attrs, now=now)
+        seconds = f.epochs * ((f.train_samples or n_train) / ips + val_seconds)
+        state = TrialState.COMPLETE if f.rung == plan.full else TrialState.PRUNED
+        others = {k: v for k, v in attrs.items() if k != "rung"}
+        t = _trial(len(trials), f.rung, 0.8 + (len(trials) * 0.37) % 0.1, ips=ips, state=state, **others)
+        t.user_attrs["val_seconds"] = val_seconds
+        trials.append(t)
+        final = (now, now + seconds, f.epochs) if f.rung == plan.full else final
+        now += seconds
+    return trials, final
+
+
+def test_the_default_study_spends_a_two_hour_budget_and_ends_before_it():
+    cfg = cli.resolve(cli.run_parser().parse_args(["--study", "fashion", "--budget", "2h"]))
+    # a full-data epoch from 20 s to 70 s; rung 0 (6,000 x 3) takes 20-35 s
+    trials, (start, end, epochs) = _simulate(cfg, [1800.0, 2700.0, 1200.0, 3600.0, 700.0, 1800.0, 2400.0])
+    assert 0.9 * 7200 < end < 7200 - 20  # the search uses the time the capped final leaves
+    assert cfg.budget.n_trials is None and sum(t.user_attrs["rung"] == 0 for t in trials) > 30
+    assert epochs == cfg.multi_fidelity.max_final_epochs
