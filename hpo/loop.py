@@ -86,7 +86,8 @@ def open_study(
     return study
 
 
-MAX_FAILURES_UNCAPPED = 10  # failed trials that stop a run which a time budget, not n_trials, ends
+MIN_FAILURES_UNCAPPED = 10  # a run that a time budget, not n_trials, ends stops for failures after more than
+# this many, and only while more trials failed than finished in it
 
 # What makes trials comparable: a resumed study must train and validate its new trials the same way.
 PROTOCOL_KEYS = (
@@ -194,9 +195,9 @@ class TrialLoop:
 
     A trial stopped by Ctrl-C is stored as failed (Optuna) and re-queued with the same parameters, so
     the next run repeats it (a warm start is not lost). A trial that raises fails with its reason and
-    the study goes on, up to ``max(3, n_trials)`` failures in one run (``MAX_FAILURES_UNCAPPED`` when a time
-    budget, not ``n_trials``, ends it). ``run()`` returns the number of
-    failures when it stopped for them, else 0.
+    the study goes on, up to ``max(3, n_trials)`` failures in one run (when a time budget, not ``n_trials``,
+    ends it: up to ``MIN_FAILURES_UNCAPPED``, or as many as the trials that finished in it). ``run()``
+    returns the number of failures when it stopped for them, else 0.
     """
 
     def __init__(
@@ -214,11 +215,10 @@ class TrialLoop:
         self.out = out or sys.stdout
         self.on_trial_end = tuple(on_trial_end)
         self.n = cfg.budget.n_trials  # None: a time budget ends the study (the plan says when)
-        self.max_failures = max(3, self.n or MAX_FAILURES_UNCAPPED)
         self.deadline = time.time() + cfg.budget.timeout if cfg.budget.timeout else None
         self.heartbeat = isinstance(study._storage, optuna.storages._heartbeat.BaseHeartbeat)
         self.lock = StudyLock(cfg.storage, study.study_name)
-        self.failures = 0
+        self.failures, self.finished = 0, 0  # in this run
         self.current: int | None = None  # the number of the trial this process is running
         self._elsewhere: list[int] = []  # trials RUNNING in other processes when the budget is taken
         if isinstance(progress, console.Progress):
@@ -235,7 +235,7 @@ class TrialLoop:
         started, too_many = time.time(), 0
         try:
             while True:
-                if self.failures > self.max_failures:
+                if self._too_many_failures():
                     self.say(f"stopping: {self.failures} trials failed in this run; see the reasons above")
                     too_many = self.failures
                     break
@@ -267,6 +267,11 @@ class TrialLoop:
             self.progress.close()
         print(f"ran for {time.time() - started:.0f}s", file=self.out)
         return too_many
+
+    def _too_many_failures(self) -> bool:
+        if self.n is None:
+            return self.failures > max(MIN_FAILURES_UNCAPPED, self.finished)
+        return self.failures > max(3, self.n)
 
     def _step(self) -> str:
         """Under the lock: "done" (the budget is finished), "ran" (this process ran a trial) or "wait"."""
@@ -317,6 +322,7 @@ class TrialLoop:
         self.say(console.trial_line(trial))
         if trial.state in console.DONE_STATES:
             self.progress.trial_done()
+            self.finished += 1
         elif trial.state == TrialState.FAIL:
             self.failures += 1
         for hook in self.on_trial_end:

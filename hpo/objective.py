@@ -28,16 +28,16 @@ AfterTraining = Callable[[optuna.trial.BaseTrial, training.TrainResult], None]
 
 
 class Reporter:
-    """The epoch hook that reports each epoch's validation accuracy (at step ``epoch x step_size``: epochs,
-    or training images seen in a multi-fidelity study) and, with ``prune``, stops with "pruned" when the
-    pruner says so; ``reported`` is what it told Optuna (a resumed trial tells it again)."""
+    """The epoch hook that reports each epoch's validation accuracy (at step ``round(epoch x step_size)``:
+    epochs, or training images seen in a multi-fidelity study) and, with ``prune``, stops with "pruned" when
+    the pruner says so; ``reported`` is what it told Optuna (a resumed trial tells it again)."""
 
     def __init__(
         self,
         trial: optuna.trial.BaseTrial,
         reported: dict[int, float] | None = None,
         *,
-        step_size: int = 1,
+        step_size: float = 1,
         prune: bool = True,
     ):
         self.trial, self.step_size, self.prune = trial, step_size, prune
@@ -52,7 +52,7 @@ class Reporter:
     def __call__(self, end: training.EpochEnd) -> str | None:
         if "val_accuracy" not in end.logs:
             return None
-        self.report(end.epoch * self.step_size, end.logs["val_accuracy"])
+        self.report(round(end.epoch * self.step_size), end.logs["val_accuracy"])
         # After the last epoch the training is paid for: keep the result rather than prune it.
         if self.prune and end.epoch < end.epochs and self.trial.should_prune():
             return "pruned"
@@ -119,7 +119,7 @@ class Objective:
             reporter = Reporter(
                 trial,
                 meta.get("reported"),
-                step_size=len(splits.y_train) if fid is not None else 1,
+                step_size=fid.step_size(len(splits.y_train)) if fid is not None else 1,
                 prune=fid is None,  # a multi-fidelity study prunes between rungs, not within a trial
             )
             if resume is not None:

@@ -16,16 +16,16 @@ training images seen and ends PRUNED; a full-fidelity trial ends COMPLETE. Optun
 COMPLETE trial above every PRUNED one, and pruned ones by their last step: a cheap trial is never ranked
 as if it were a full one. Each trial records its fidelity (``rung``, ``fidelity`` user attrs).
 
-With a time budget the search tries new configurations until its end (``n_trials`` None: see
-``StudyConfig.until_budget``). Cost: every trial records its measured images per second; a promotion whose
-expected time exceeds ``max_trial_share`` of the time left is skipped for the next-best candidate, and every
-rung trial has a time limit. With a time budget (``--budget``), ``final_share`` of it is kept for the winner's
-full-fidelity training, which gets as many epochs as fit before the deadline (at most ``max_final_epochs``):
-longer training helps the winner (``benchmarks/RESULTS.md``); when the current candidate's
-``max_final_epochs`` need less than that share, the search keeps the difference, so a long budget is not left
-unused. That run has no early stopping (a long cosine schedule's validation loss turns up long before its
-accuracy stops improving); it keeps the weights of its best-``val_accuracy`` epoch, as every stored model
-does.
+With a time budget and ``n_trials`` None (``hpo run --budget`` without ``--n-trials``: see
+``StudyConfig.until_budget``) the search tries new configurations while one can finish rung 0 before its end.
+Cost: every trial records its measured images per second; a promotion whose expected time exceeds
+``max_trial_share`` of the time left is skipped for the next-best candidate, and every rung trial has a time
+limit. With a time budget (``--budget``), ``final_share`` of it is kept for the winner's full-fidelity
+training, which gets as many epochs as fit before the deadline (at most ``max_final_epochs``): longer training
+helps the winner (``benchmarks/RESULTS.md``); when the current candidate's ``max_final_epochs`` need less than
+that share, the search keeps the difference, so a long budget is not left unused. That run has no early
+stopping (a long cosine schedule's validation loss turns up long before its accuracy stops improving); it
+keeps the weights of its best-``val_accuracy`` epoch, as every stored model does.
 """
 
 from __future__ import annotations
@@ -52,9 +52,15 @@ class Fidelity:
     epochs: int
     time_limit: float | None = None  # seconds; the run stops (keeping its best epoch) when it is spent
     budgeted_final: bool = False  # the winner's training planned by a time budget: no early stopping
+    rung_epochs: int | None = None  # a rung's own epochs, when ``epochs`` is scaled (``scale_top_rung``)
 
     def as_attr(self) -> dict[str, Any]:
         return {"rung": self.rung, "train_samples": self.train_samples, "epochs": self.epochs}
+
+    def step_size(self, n_images: int) -> float:
+        """Steps per epoch: the images seen, counted as if the rung's own epochs were trained, so that
+        every trial of a rung ends at one step (Optuna's TPE ranks pruned trials by their last step)."""
+        return n_images * (self.rung_epochs or self.epochs) / self.epochs
 
 
 def rung_of(trial: FrozenTrial) -> int | None:
@@ -104,7 +110,13 @@ class RungPlan:
         r = self.mf.rungs[rung]
         limit = trial_attrs.get("time_limit")
         epochs = int(trial_attrs.get("epochs") or r.epochs)  # the highest rung's may be scaled
-        return Fidelity(rung, min(r.train_samples, self.n_train), epochs, float(limit) if limit else None)
+        return Fidelity(
+            rung,
+            min(r.train_samples, self.n_train),
+            epochs,
+            float(limit) if limit else None,
+            rung_epochs=r.epochs,
+        )
 
     def images(self, f: Fidelity) -> int:
         return (f.train_samples or self.n_train) * f.epochs
@@ -127,16 +139,18 @@ class RungPlan:
     def top_rung_epochs(self, trials: Sequence[FrozenTrial], trial: FrozenTrial) -> int:
         """The highest rung's epochs for ``trial``'s configuration: the rung's own, or (``scale_top_rung``,
         with a time budget) scaled by the full-data epochs it would get in the final's share against those
-        of the reference, the first rung-0 trial (the first warm start). The final trains for the time
-        left, so a configuration twice as slow gets half the epochs there: the rung that picks the final's
-        configuration compares them the same way (1 to 3x the rung's epochs)."""
+        of the reference, the first warm start (else the first rung-0 trial). The final trains for the time
+        left, so a configuration twice as slow gets half the epochs there, unless ``max_final_epochs`` caps
+        both: the rung that picks the final's configuration compares them the same way. Rounded, and kept
+        within 1 to 3x the rung's epochs; the rung's own until the reference's speed is measured."""
         nominal = self.mf.rungs[self.full - 1].epochs
         if not self.mf.scale_top_rung or self.deadline is None or self.share_end is None:
             return nominal
-        measured = [t for t in trials if rung_of(t) == 0 and t.user_attrs.get("images_per_sec")]
-        if not measured:
+        first = [t for t in trials if rung_of(t) == 0]
+        warm = [t for t in first if t.user_attrs.get("warm_start")]
+        if not first:
             return nominal
-        reference = min(measured, key=lambda t: t.number)
+        reference = min(warm or first, key=lambda t: t.number)  # fixed: the same for every promotion
         share = self.deadline - self.share_end - self.margin - FINAL_SETUP_SECONDS
 
         def final_epochs(t: FrozenTrial) -> float | None:
@@ -161,15 +175,19 @@ class RungPlan:
         capped = self.deadline - self.margin - final
         return max(self.share_end, capped)
 
-    def rung0_limit(self, trials: Sequence[FrozenTrial], now: float) -> float:
-        """A rung-0 trial may take 3x the median rung-0 time so far, and never more than its share of the
-        time left: the search does not spend a third of the budget on one slow configuration."""
+    def median_rung0_seconds(self, trials: Sequence[FrozenTrial]) -> float | None:
         done = [
             t.duration.total_seconds()
             for t in trials
             if rung_of(t) == 0 and t.state in FINISHED and t.duration
         ]
-        limit = 3 * sorted(done)[len(done) // 2] if done else FALLBACK_TRIAL_SECONDS
+        return sorted(done)[len(done) // 2] if done else None
+
+    def rung0_limit(self, trials: Sequence[FrozenTrial], now: float) -> float:
+        """A rung-0 trial may take 3x the median rung-0 time so far, and never more than its share of the
+        time left: the search does not spend a third of the budget on one slow configuration."""
+        median = self.median_rung0_seconds(trials)
+        limit = 3 * median if median is not None else FALLBACK_TRIAL_SECONDS
         end = self.search_end(trials)
         if end is not None:
             limit = min(limit, max(self.mf.max_trial_share * (end - now), 30.0))
@@ -210,7 +228,14 @@ class RungPlan:
                 return promotion
             started0 = [t for t in trials if rung_of(t) == 0]
             cap = self.cfg.budget.n_trials  # None: the time budget ends the search
-            if (cap is None or len(started0) < cap) and not any(t.state == TrialState.WAITING for t in busy):
+            end, median = self.search_end(trials), self.median_rung0_seconds(trials)
+            # a configuration that cannot finish rung 0 before the search ends could not be promoted
+            fits = end is None or median is None or now + median <= end
+            if (
+                (cap is None or len(started0) < cap)
+                and fits
+                and not any(t.state == TrialState.WAITING for t in busy)
+            ):
                 return {"params": {}, "user_attrs": {"rung": 0, "time_limit": self.rung0_limit(trials, now)}}
         if any(rung_of(t) is not None and rung_of(t) < self.full for t in busy):
             return None  # the last rung trials are still running: the winner is not known yet

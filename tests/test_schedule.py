@@ -14,7 +14,7 @@ from optuna.trial import TrialState, create_trial
 from hpo import cli, config, loop
 from hpo.config import MultiFidelity, Rung
 from hpo.errors import UserError
-from hpo.schedule import RungPlan
+from hpo.schedule import RungPlan, rung_of
 from tests.conftest import write_study
 
 RUNGS = (
@@ -261,7 +261,14 @@ def test_the_highest_rung_gives_each_configuration_the_epochs_it_would_get_in_th
     assert [plan.top_rung_epochs(trials, t) for t in trials] == [2, 1, 4, 2]  # rung 1 trains 2 epochs
     capped = [_trial(0, 0, 0.3, ips=1000.0), _trial(1, 0, 0.9, ips=2000.0)]  # 60 final epochs fit for both
     assert [plan.top_rung_epochs(capped, t) for t in capped] == [2, 2]
-    plan.next(trials, now=1001.0)  # the warm start goes on first, with the rung's own epochs
+    fast = [reference, _trial(1, 0, 0.9, ips=100.0)]  # 10x as fast: 6 epochs at most (3x the rung's)
+    assert plan.top_rung_epochs(fast, fast[1]) == 6
+    # a scaled trial reports at steps that end where the rung's others end (TPE ranks by the last step)
+    scaled = plan.fidelity({"rung": 1, "epochs": 7})
+    steps = [round(e * scaled.step_size(200)) for e in range(1, 8)]
+    assert steps[-1] == 200 * 2 and len(set(steps)) == 7
+    first = plan.next(trials, now=1001.0)["user_attrs"]  # the warm start first, with the rung's epochs
+    assert first["promoted_from"] == 0 and "epochs" not in first
     trials.append(_trial(4, 1, 0.3, promoted_from=0, warm_start=True, state=TrialState.RUNNING))
     nxt = plan.next(trials, now=1001.0)["user_attrs"]  # then the best third: the slow one, for 1 epoch
     assert nxt["promoted_from"] == 1 and nxt["epochs"] == 1
@@ -271,28 +278,51 @@ def test_the_highest_rung_gives_each_configuration_the_epochs_it_would_get_in_th
 
 
 def _simulate(cfg: config.StudyConfig, ips_of_new: list[float], *, n_train=48_000, val_seconds=3.0):
-    """Run the plan with one worker and no training: each trial takes its expected time at its fidelity."""
+    """Run the plan with one worker and no training: each trial takes its expected time at its fidelity, or
+    its time limit. Returns the trials and the final's (start, end, epochs)."""
     plan, trials, now, final = RungPlan(cfg, n_train=n_train, started=0.0), [], 0.0, None
     while (nxt := plan.next(trials, now=now)) is not None:
-        attrs = nxt["user_attrs"]
+        attrs = {k: v for k, v in nxt["user_attrs"].items() if k != "rung"}
         src = attrs.get("promoted_from")
         ips = trials[src].user_attrs["images_per_sec"] if src is not None else ips_of_new[len(trials) % 7]
-        f = plan.fidelity(attrs, now=now)
+        f = plan.fidelity(nxt["user_attrs"], now=now)
         seconds = f.epochs * ((f.train_samples or n_train) / ips + val_seconds)
+        seconds = min(seconds, f.time_limit) if f.time_limit else seconds
         state = TrialState.COMPLETE if f.rung == plan.full else TrialState.PRUNED
-        others = {k: v for k, v in attrs.items() if k != "rung"}
-        t = _trial(len(trials), f.rung, 0.8 + (len(trials) * 0.37) % 0.1, ips=ips, state=state, **others)
+        t = _trial(len(trials), f.rung, 0.8 + (len(trials) * 0.37) % 0.1, ips=ips, state=state, **attrs)
         t.user_attrs["val_seconds"] = val_seconds
+        t.datetime_start = dt.datetime(2026, 1, 1) + dt.timedelta(seconds=now)
+        t.datetime_complete = t.datetime_start + dt.timedelta(seconds=seconds)
         trials.append(t)
         final = (now, now + seconds, f.epochs) if f.rung == plan.full else final
         now += seconds
     return trials, final
 
 
+SPEEDS = [1800.0, 2700.0, 1200.0, 3600.0, 700.0, 1800.0, 2400.0]  # images/s: 16-72 s a full-data epoch
+
+
 def test_the_default_study_spends_a_two_hour_budget_and_ends_before_it():
     cfg = cli.resolve(cli.run_parser().parse_args(["--study", "fashion", "--budget", "2h"]))
-    # a full-data epoch from 20 s to 70 s; rung 0 (6,000 x 3) takes 20-35 s
-    trials, (start, end, epochs) = _simulate(cfg, [1800.0, 2700.0, 1200.0, 3600.0, 700.0, 1800.0, 2400.0])
+    trials, (start, end, epochs) = _simulate(cfg, SPEEDS)
     assert 0.9 * 7200 < end < 7200 - 20  # the search uses the time the capped final leaves
     assert cfg.budget.n_trials is None and sum(t.user_attrs["rung"] == 0 for t in trials) > 30
     assert epochs == cfg.multi_fidelity.max_final_epochs
+
+
+def test_in_thirty_minutes_the_default_study_scales_its_top_rung_and_ends_before_the_deadline():
+    cfg = cli.resolve(cli.run_parser().parse_args(["--study", "fashion", "--budget", "30m"]))
+    trials, (start, end, epochs) = _simulate(cfg, SPEEDS)
+    assert 0.9 * 1800 < end < 1800 - 20
+    top = {t.user_attrs["promoted_from"]: t.user_attrs.get("epochs", 4) for t in trials if rung_of(t) == 1}
+    speed = {n: trials[n].user_attrs["images_per_sec"] for n in top}
+    assert len(set(top.values())) > 1  # the slower, the fewer epochs
+    assert all(top[a] <= top[b] for a in top for b in top if speed[a] < speed[b])
+
+
+def test_no_configuration_starts_at_rung_0_when_it_could_not_finish_before_the_search_ends(tmp_path):
+    plan = _plan(tmp_path, budget=1000.0)  # the share ends at 1500
+    trials = [_trial(i, 0, 0.5, ips=10.0) for i in range(3)]  # 10 s each (slow: the share stays as it is)
+    trials.append(_trial(3, 1, 0.5, promoted_from=0, ips=10.0))
+    assert plan.next(trials, now=1480.0)["user_attrs"]["rung"] == 0
+    assert plan.next(trials, now=1495.0)["user_attrs"]["final"]  # 10 s would end after 1500: the final now

@@ -289,3 +289,19 @@ def test_a_run_stopped_by_failing_trials_exits_1_after_its_summary(tmp_path, mon
     cfg = config.load_study(str(path))
     stored = optuna.load_study(study_name=cfg.name, storage=cfg.storage)
     assert [t.state for t in stored.trials] == [TrialState.FAIL] * 4
+
+
+def test_under_a_time_budget_a_run_stops_for_failures_only_when_they_outnumber_its_trials(tmp_path):
+    cfg = config.load_study(str(write_study(tmp_path, n_trials=2)))
+    study = loop.open_study(cfg)
+
+    def trial_loop(n_trials: int | None, failures: int, finished: int) -> loop.TrialLoop:
+        c = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, n_trials=n_trials, time=600.0))
+        tl = loop.TrialLoop(study, lambda trial: 0.0, c, out=io.StringIO(), progress=False)
+        tl.failures, tl.finished = failures, finished
+        return tl
+
+    assert not trial_loop(None, 10, 0)._too_many_failures()  # up to 10, whatever finished
+    assert not trial_loop(None, 11, 20)._too_many_failures()  # 11 of 31 failed: the search goes on
+    assert trial_loop(None, 21, 20)._too_many_failures()
+    assert trial_loop(2, 4, 20)._too_many_failures()  # with n_trials: more than max(3, n_trials)
