@@ -195,10 +195,6 @@ class RungPlan:
 
     # --- the plan -----------------------------------------------------------------------------------
 
-    def search_open(self, trials: Sequence[FrozenTrial], now: float) -> bool:
-        end = self.search_end(trials)
-        return end is None or now < end
-
     def finals(self, trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
         return [t for t in trials if rung_of(t) == self.full]
 
@@ -222,13 +218,14 @@ class RungPlan:
         """The trial to queue next (``{"params", "user_attrs"}``), or None: nothing to start now."""
         now = time.time() if now is None else now
         busy = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-        if self.search_open(trials, now):
-            promotion = self._promotion(trials, now)
+        end = self.search_end(trials)
+        if end is None or now < end:
+            promotion = self._promotion(trials, now, end)
             if promotion is not None:
                 return promotion
             started0 = [t for t in trials if rung_of(t) == 0]
             cap = self.cfg.budget.n_trials  # None: the time budget ends the search
-            end, median = self.search_end(trials), self.median_rung0_seconds(trials)
+            median = self.median_rung0_seconds(trials)
             # a configuration that cannot finish rung 0 before the search ends could not be promoted
             fits = end is None or median is None or now + median <= end
             if (
@@ -255,9 +252,10 @@ class RungPlan:
             attrs["warm_start"] = True
         return {"params": dict(best.params), "user_attrs": attrs}
 
-    def _promotion(self, trials: Sequence[FrozenTrial], now: float) -> dict[str, Any] | None:
+    def _promotion(
+        self, trials: Sequence[FrozenTrial], now: float, end: float | None
+    ) -> dict[str, Any] | None:
         eta = self.mf.reduction_factor
-        end = self.search_end(trials)
         for rung in range(self.full - 2, -1, -1):  # the highest first: candidates move toward the final
             finished = [t for t in trials if rung_of(t) == rung and t.state in FINISHED]
             scored = sorted(
