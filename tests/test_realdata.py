@@ -39,15 +39,16 @@ def test_fashion_study_on_a_real_subset(tmp_path):
     assert "48000 train" not in r.stdout and "2000 train / 12000 val" in r.stdout
     study = optuna.load_study(study_name="fashion", storage=f"sqlite:///{db}")
     done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
-    # The two warm starts at the first rung (2000 images: the subset caps the rungs); a warm start goes on
-    # whatever its score, so both reach the second rung; then the better one is trained at full fidelity
-    # (1 epoch) as the study's winner.
-    assert [t.user_attrs["rung"] for t in done] == [0, 0, 1, 1, 2]
-    best_second = max(done[2:4], key=lambda t: max(t.intermediate_values.values()))
-    assert done[4].user_attrs["promoted_from"] == best_second.number
+    # The warm start at the first rung (2000 images: the subset caps the rungs) goes on to the second at once,
+    # whatever its score; then one sampled configuration at the first rung, too few for the best third, so
+    # the warm start is trained at full fidelity (1 epoch) as the study's winner.
+    assert [t.user_attrs["rung"] for t in done] == [0, 1, 0, 2]
+    assert [t.user_attrs.get("promoted_from") for t in done] == [None, done[0].number, None, done[1].number]
     # The first trial is the enqueued warm start (the double variant): 3 epochs on 2000 images beat chance.
     assert (
         study.trials[0].user_attrs.get("warm_start")
         and max(study.trials[0].intermediate_values.values()) > 0.5
     )
-    assert study.best_trial.user_attrs["final"] and study.best_trial.value > 0.5
+    # One epoch on 2000 images (32 steps) leaves BatchNorm's moving statistics mostly at their initial values,
+    # so the final is scored well below the rung trials, but above chance (0.1)
+    assert study.best_trial.user_attrs["final"] and study.best_trial.value > 0.2
