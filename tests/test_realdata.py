@@ -28,7 +28,7 @@ def test_fashion_study_on_a_real_subset(tmp_path):
         "--n-trials",
         "2",
         "--epochs",
-        "1",
+        "3",
         "--max-train-samples",
         "2000",
         "--storage",
@@ -41,7 +41,7 @@ def test_fashion_study_on_a_real_subset(tmp_path):
     done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     # The warm start at the first rung (2000 images: the subset caps the rungs) goes on to the second at once,
     # whatever its score; then one sampled configuration at the first rung, too few for the best third, so
-    # the warm start is trained at full fidelity (1 epoch) as the study's winner.
+    # the warm start is trained at full fidelity (3 epochs) as the study's winner.
     assert [t.user_attrs["rung"] for t in done] == [0, 1, 0, 2]
     assert [t.user_attrs.get("promoted_from") for t in done] == [None, done[0].number, None, done[1].number]
     # The first trial is the enqueued warm start (the double variant): 3 epochs on 2000 images beat chance.
@@ -49,6 +49,6 @@ def test_fashion_study_on_a_real_subset(tmp_path):
         study.trials[0].user_attrs.get("warm_start")
         and max(study.trials[0].intermediate_values.values()) > 0.5
     )
-    # One epoch on 2000 images (32 steps) leaves BatchNorm's moving statistics mostly at their initial values,
-    # so the final is scored well below the rung trials, but above chance (0.1)
-    assert study.best_trial.user_attrs["final"] and study.best_trial.value > 0.2
+    # 3 epochs, as at the first rung: one epoch on 2000 images leaves BatchNorm's moving statistics mostly at
+    # their initial values (val 0.35 measured), too close to chance to tell a broken final from a working one
+    assert study.best_trial.user_attrs["final"] and study.best_trial.value > 0.5
