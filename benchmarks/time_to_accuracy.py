@@ -147,6 +147,21 @@ def lane_hpo(cfg, splits, budget: float, tmp: Path, args) -> dict:
         "n_trials": len(study.trials),
         "ended_s": time.time() - t0,
         "exit_code": p.returncode,
+        # every decision of the plan, so that a run can be audited without its database
+        "trials": [
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "rung": schedule.rung_of(t),
+                "value": schedule.rung_value(t),
+                "epochs": t.user_attrs.get("epochs"),
+                "promoted_from": t.user_attrs.get("promoted_from"),
+                "warm_start": bool(t.user_attrs.get("warm_start")),
+                "seconds": t.duration.total_seconds() if t.duration else None,
+                "params": t.params,
+            }
+            for t in study.trials
+        ],
     }
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     if done:

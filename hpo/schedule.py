@@ -8,8 +8,8 @@ finished trials, its best k go on to the next rung (asynchronous successive halv
 results come within minutes and only promising configurations reach the full data. Warm starts are
 known-good configurations: each goes on whatever its cheap score (the smallest rung undervalues
 BatchNorm, ``benchmarks/RESULTS.md``) and outside the best-k quota, so a sampled configuration reaches the
-final only by beating them at the highest rung. The best at the highest rung reached is then trained at
-full fidelity: the study's winner.
+final only by beating them at the highest rung. The best at the highest rung is then trained at full
+fidelity: the study's winner. Below the highest rung nothing displaces a warm start (``candidate``).
 
 Ranking only what is comparable: a rung trial reports its validation accuracy at steps counted in
 training images seen and ends PRUNED; a full-fidelity trial ends COMPLETE. Optuna 5's TPE ranks every
@@ -206,13 +206,30 @@ class RungPlan:
         return any(t.state in FINISHED for t in self.finals(trials))
 
     def candidate(self, trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
-        """The best trial at the highest rung that has a finished one: the configuration to train in full."""
-        for rung in range(self.full - 1, -1, -1):
-            scored = [(rung_value(t), t) for t in trials if rung_of(t) == rung and t.state in FINISHED]
-            scored = [(v, t) for v, t in scored if v is not None and math.isfinite(v)]
-            if scored:
-                return max(scored, key=lambda vt: (vt[0], -vt[1].number))[1]
-        return None
+        """The configuration to train in full: the best trial at the highest rung that has a finished one.
+        A warm start gives way only at the highest rung, the one closest to the final: while that rung has
+        no finished trial, the warm start (at the highest rung it finished) stays the candidate, whatever a
+        sampled configuration scored at a cheaper rung. Short training on a subset favours small models
+        with high learning rates that fall behind when trained long (``benchmarks/RESULTS.md``)."""
+        top = self.full - 1
+
+        def best(rungs: Sequence[int], keep) -> FrozenTrial | None:
+            for rung in rungs:
+                scored = [
+                    (v, t)
+                    for t in trials
+                    if rung_of(t) == rung and t.state in FINISHED and keep(t)
+                    if (v := rung_value(t)) is not None and math.isfinite(v)
+                ]
+                if scored:
+                    return max(scored, key=lambda vt: (vt[0], -vt[1].number))[1]
+            return None
+
+        return (
+            best([top], lambda t: True)
+            or best(range(top - 1, -1, -1), lambda t: bool(t.user_attrs.get("warm_start")))
+            or best(range(top - 1, -1, -1), lambda t: True)
+        )
 
     def next(self, trials: Sequence[FrozenTrial], now: float | None = None) -> dict[str, Any] | None:
         """The trial to queue next (``{"params", "user_attrs"}``), or None: nothing to start now."""

@@ -39,11 +39,17 @@ def test_fashion_study_on_a_real_subset(tmp_path):
     assert "48000 train" not in r.stdout and "2000 train / 12000 val" in r.stdout
     study = optuna.load_study(study_name="fashion", storage=f"sqlite:///{db}")
     done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
-    # The warm start at the first rung (2000 images: the subset caps the rungs) goes on to the second at once,
-    # whatever its score; then one sampled configuration at the first rung, too few for the best third, so
-    # the warm start is trained at full fidelity (3 epochs) as the study's winner.
-    assert [t.user_attrs["rung"] for t in done] == [0, 1, 0, 2]
-    assert [t.user_attrs.get("promoted_from") for t in done] == [None, done[0].number, None, done[1].number]
+    # The warm start at the first rung (2000 images: the subset caps the rungs) goes on through the others at
+    # once, whatever its scores; then one sampled configuration at the first rung, too few for the best
+    # third, so the warm start is trained at full fidelity (3 epochs) as the study's winner.
+    assert [t.user_attrs["rung"] for t in done] == [0, 1, 2, 0, 3]
+    assert [t.user_attrs.get("promoted_from") for t in done] == [
+        None,
+        done[0].number,
+        done[1].number,
+        None,
+        done[2].number,
+    ]
     # The first trial is the enqueued warm start (the double variant): 3 epochs on 2000 images beat chance.
     assert (
         study.trials[0].user_attrs.get("warm_start")

@@ -14,7 +14,7 @@ from optuna.trial import TrialState, create_trial
 from hpo import cli, config, loop
 from hpo.config import MultiFidelity, Rung
 from hpo.errors import UserError
-from hpo.schedule import RungPlan, rung_of
+from hpo.schedule import RungPlan, rung_of, rung_value
 from tests.conftest import write_study
 
 RUNGS = (
@@ -209,6 +209,20 @@ def test_a_warm_start_goes_on_whatever_its_score_and_outside_the_quota(tmp_path)
     assert plan.next(trials, now=1001.0)["user_attrs"]["rung"] == 0  # quota spent: a new configuration
 
 
+def test_a_warm_start_gives_way_only_to_a_configuration_that_beats_it_at_the_highest_rung(tmp_path):
+    plan = _plan(tmp_path)  # rungs 0 and 1; the final is rung 2
+    warm = _trial(0, 0, 0.3, warm_start=True)
+    trials = [warm, _trial(1, 0, 0.9), _trial(2, 0, 0.8)]
+    assert plan.candidate(trials).number == 0  # a better rung-0 score does not displace it
+    trials.append(_trial(3, 1, 0.7, promoted_from=1, state=TrialState.RUNNING))
+    assert plan.candidate(trials).number == 0  # nor a highest-rung trial still running
+    trials[-1] = _trial(3, 1, 0.7, promoted_from=1)
+    assert plan.candidate(trials).number == 3  # beaten there: the warm start never reached it
+    trials.append(_trial(4, 1, 0.8, promoted_from=0, warm_start=True))
+    assert plan.candidate(trials).number == 4
+    assert plan.candidate([_trial(0, 0, 0.5), _trial(1, 0, 0.9)]).number == 1  # no warm start: the best
+
+
 def test_the_search_keeps_what_a_capped_final_does_not_need(tmp_path):
     # 300 images at 1000 images/s: 0.315 s a full-data epoch with its margin; 60 epochs and the model's
     # setup need ~39 s of the 500 s final share, so the search may go on until ~1941 (deadline 2000,
@@ -277,12 +291,17 @@ def test_the_highest_rung_gives_each_configuration_the_epochs_it_would_get_in_th
     assert _plan(tmp_path / "default", budget=1000.0).top_rung_epochs(trials, half_as_fast) == 2  # off
 
 
-def _simulate(cfg: config.StudyConfig, ips_of_new: list[float], *, n_train=48_000, val_seconds=3.0):
+def _simulate(
+    cfg: config.StudyConfig, ips_of_new: list[float], *, n_train=48_000, val_seconds=3.0, warm_start=False
+):
     """Run the plan with one worker and no training: each trial takes its expected time at its fidelity, or
-    its time limit. Returns the trials and the final's (start, end, epochs)."""
+    its time limit; with ``warm_start`` the first trial is one. Returns the trials and the final's (start,
+    end, epochs)."""
     plan, trials, now, final = RungPlan(cfg, n_train=n_train, started=0.0), [], 0.0, None
     while (nxt := plan.next(trials, now=now)) is not None:
         attrs = {k: v for k, v in nxt["user_attrs"].items() if k != "rung"}
+        if warm_start and not trials:
+            attrs["warm_start"] = True
         src = attrs.get("promoted_from")
         ips = trials[src].user_attrs["images_per_sec"] if src is not None else ips_of_new[len(trials) % 7]
         f = plan.fidelity(nxt["user_attrs"], now=now)
@@ -310,14 +329,16 @@ def test_the_default_study_spends_a_two_hour_budget_and_ends_before_it():
     assert epochs == cfg.multi_fidelity.max_final_epochs
 
 
-def test_in_thirty_minutes_the_default_study_scales_its_top_rung_and_ends_before_the_deadline():
+def test_in_thirty_minutes_the_default_study_trains_its_warm_start_and_ends_before_the_deadline():
     cfg = cli.resolve(cli.run_parser().parse_args(["--study", "fashion", "--budget", "30m"]))
-    trials, (start, end, epochs) = _simulate(cfg, SPEEDS)
+    slow_warm_start = [700.0] + SPEEDS[1:]  # the warm start is the slowest: 72 s a full-data epoch
+    trials, (start, end, epochs) = _simulate(cfg, slow_warm_start, warm_start=True)
     assert 0.9 * 1800 < end < 1800 - 20
-    top = {t.user_attrs["promoted_from"]: t.user_attrs.get("epochs", 4) for t in trials if rung_of(t) == 1}
-    speed = {n: trials[n].user_attrs["images_per_sec"] for n in top}
-    assert len(set(top.values())) > 1  # the slower, the fewer epochs
-    assert all(top[a] <= top[b] for a in top for b in top if speed[a] < speed[b])
+    top = len(cfg.multi_fidelity.rungs) - 1
+    assert not [t for t in trials if rung_of(t) == top]  # the full-data rung does not fit in 30 minutes
+    assert max(rung_value(t) for t in trials if rung_of(t) == top - 1) > rung_value(trials[1])  # beaten below
+    assert trials[-1].user_attrs["final"] and trials[-1].user_attrs["promoted_from"] == 1  # still the final's
+    assert trials[1].user_attrs["warm_start"] and rung_of(trials[1]) == 1
 
 
 def test_no_configuration_starts_at_rung_0_when_it_could_not_finish_before_the_search_ends(tmp_path):
