@@ -178,12 +178,13 @@ def test_an_interrupt_that_cuts_optunas_storing_short_says_so(tmp_path, monkeypa
 
 
 def test_after_ctrl_c_a_worker_that_does_not_stop_or_exits_badly_is_named(monkeypatch, capsys):
-    # worker 0 ignores the interrupt (so it is terminated after the grace), worker 1 exits 3 on it
+    # worker 0 ignores the interrupt (so it is terminated after the grace), worker 1 exits 3 on it; both would
+    # sleep long past any delay of a loaded machine before the interrupt reaches them
     scripts = [
         "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-        "print('ready', flush=True); time.sleep(60)",
+        "print('ready', flush=True); time.sleep(600)",
         "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: sys.exit(3)); "
-        "print('ready', flush=True); time.sleep(60)",
+        "print('ready', flush=True); time.sleep(600)",
     ]
     monkeypatch.setattr(workers, "worker_command", lambda cfg, i, **kw: [sys.executable, "-c", scripts[i]])
     monkeypatch.setattr(workers, "WORKER_GRACE_SECONDS", 1)
