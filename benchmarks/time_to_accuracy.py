@@ -20,6 +20,10 @@ file there, so lanes may run on different days.
     python benchmarks/time_to_accuracy.py --budget 30m                                # all five lanes
     python benchmarks/time_to_accuracy.py --budget 2h --lanes hpo,warm_start_only
     python benchmarks/time_to_accuracy.py --budget 2m --lanes hpo,warm_start_only --max-train-samples 3000
+    python benchmarks/time_to_accuracy.py --budget 30m --lanes hpo,warm_start_only --retrain-only --seeds 3
+
+``--retrain-only`` runs no lane: it retrains the winners stored in the lanes' JSON files and adds the seeds
+to them (a lane's search and its retrains may fall on different days).
 """
 
 from __future__ import annotations
@@ -379,14 +383,15 @@ def lane_kerastuner(name: str, cfg, splits, budget: float, tmp: Path, args) -> d
     return out
 
 
-def retrain_seeds(cfg, splits, protocol: dict, k: int) -> list[float]:
+def retrain_seeds(cfg, splits, protocol: dict, k: int) -> list[dict]:
     """The winner's own final protocol (its params, all the training images, its epochs), k seeds."""
     from hpo import training
     from hpo.components import trial_seed
 
     x, y = test_set(cfg, splits)
-    accs = []
+    runs = []
     for i in range(k):
+        t = time.time()
         r = training.train(
             cfg.model,
             protocol["params"],
@@ -397,22 +402,59 @@ def retrain_seeds(cfg, splits, protocol: dict, k: int) -> list[float]:
             measure_latency=False,
         )
         r.model.set_weights(r.best_weights)
-        accs.append(evaluate(r.model, x, y))
+        runs.append(
+            {
+                "seed": i,
+                "test": evaluate(r.model, x, y),
+                "val": r.best_val_accuracy,
+                "best_epoch": r.best_epoch,
+                "seconds": time.time() - t,
+            }
+        )
         training.release()
-        print(f"   retrain seed {i}: test accuracy {accs[-1]:.4f}", flush=True)
-    return accs
+        print(
+            f"   retrain seed {i}: {protocol['epochs']} epochs, best val {runs[-1]['val']:.4f} "
+            f"(epoch {r.best_epoch}), test accuracy {runs[-1]['test']:.4f}, {runs[-1]['seconds']:.0f}s",
+            flush=True,
+        )
+    return runs
 
 
-def run_lane(name: str, args, budget: float) -> dict:
+def _setup(args):
     from hpo import backend, config
 
     backend.configure(threads=args.threads or 0)
     cfg = config.load_study(args.study).with_overrides(max_train_samples=args.max_train_samples)
-    splits = cfg.load_splits()
+    return cfg, cfg.load_splits()
+
+
+def _commit() -> str:
+    run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return run.stdout.strip()
+
+
+def retrain_lane(name: str, args, path: Path) -> dict:
+    """``--retrain-only``: the seeds of a lane measured before, from its JSON's final protocol."""
+    r = json.loads(path.read_text())
+    cfg, splits = _setup(args)
+    ref = reference_epoch_seconds(splits)
+    print(f"== {name}: retraining its winner, {args.seeds} seeds; reference epoch {ref:.1f}s", flush=True)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    runs = retrain_seeds(cfg, splits, r["final_protocol"], args.seeds)
+    r.update(
+        retrained=[run["test"] for run in runs],
+        retrained_runs=runs,
+        retrained_at={"started": started, "commit": _commit(), "reference_epoch_s": ref},
+    )
+    return r
+
+
+def run_lane(name: str, args, budget: float) -> dict:
+    cfg, splits = _setup(args)
     ref = reference_epoch_seconds(splits)
     print(f"== {name}: {budget:.0f}s; reference epoch {ref:.1f}s", flush=True)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    commit = _commit()  # at the lane's start: what it measured
     with tempfile.TemporaryDirectory() as tmp:
         if name == "hpo":
             r = lane_hpo(cfg, splits, budget, Path(tmp), args)
@@ -429,11 +471,11 @@ def run_lane(name: str, args, budget: float) -> dict:
         started=started,
         n_train=len(splits.y_train),
         n_val=len(splits.y_val),
-        commit=commit.stdout.strip(),  # at the lane's start: what it measured
+        commit=commit,
     )
     if args.seeds and name in ("hpo", "warm_start_only") and r.get("final_protocol"):
-        accs = retrain_seeds(cfg, splits, r["final_protocol"], args.seeds)
-        r["retrained"] = accs
+        runs = retrain_seeds(cfg, splits, r["final_protocol"], args.seeds)
+        r.update(retrained=[run["test"] for run in runs], retrained_runs=runs)
     print(
         f"   {name}: best val {max([v for _, v in r['curve']], default=float('nan')):.4f}, "
         f"test as trained {r.get('test_as_trained', float('nan')):.4f}",
@@ -482,6 +524,11 @@ def main() -> None:
     ap.add_argument("--max-train-samples", type=int, help="a smaller training split (smoke runs)")
     ap.add_argument("--threads", type=int, help="TensorFlow threads (default: all cores)")
     ap.add_argument("--seeds", type=int, default=3, help="retrains of the hpo and warm_start_only winners")
+    ap.add_argument(
+        "--retrain-only",
+        action="store_true",
+        help="no search: retrain the stored winners of --lanes (hpo, warm_start_only) --seeds times",
+    )
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
     budget = parse_duration(args.budget, where="--budget")
@@ -494,10 +541,25 @@ def main() -> None:
     else:
         label = f"{budget / 60:g}min" if budget % 60 == 0 else f"{budget:.0f}s"
     folder = Path(args.out) / f"time_to_accuracy_{label}"
+    if args.retrain_only:  # every lane checked before the first one runs
+        if args.seeds < 1:
+            ap.error("--retrain-only needs --seeds 1 or more")
+        for name in names:
+            path = folder / f"{name}.json"
+            if name not in ("hpo", "warm_start_only"):
+                ap.error(f"--retrain-only retrains the hpo and warm_start_only lanes, not {name!r}")
+            if not path.exists() or not json.loads(path.read_text()).get("final_protocol"):
+                ap.error(f"--retrain-only: {path} holds no final_protocol; run the {name} lane first")
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
-        r = run_lane(name, args, budget)
-        (folder / f"{name}.json").write_text(json.dumps(r, indent=1, default=str))
+        path = folder / f"{name}.json"
+        if args.retrain_only:
+            r = retrain_lane(name, args, path)
+        else:
+            r = run_lane(name, args, budget)
+        tmp = path.with_suffix(".json.tmp")  # a lane's file is replaced whole, never half-written
+        tmp.write_text(json.dumps(r, indent=1, default=str))
+        tmp.replace(path)
     results = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
     text = table(results, budget)
     print(text)
