@@ -22,8 +22,8 @@ file there, so lanes may run on different days.
     python benchmarks/time_to_accuracy.py --budget 2m --lanes hpo,warm_start_only --max-train-samples 3000
     python benchmarks/time_to_accuracy.py --budget 30m --lanes hpo,warm_start_only --retrain-only --seeds 3
 
-``--retrain-only`` runs no lane: it retrains the winners stored in the lanes' JSON files and adds the seeds
-to them (a lane's search and its retrains may fall on different days).
+``--retrain-only`` runs no lane: it retrains the winners stored in the lanes' JSON files until each holds
+``--seeds`` retrains, saving after every seed (a lane's search and its retrains may fall on different days).
 """
 
 from __future__ import annotations
@@ -383,14 +383,15 @@ def lane_kerastuner(name: str, cfg, splits, budget: float, tmp: Path, args) -> d
     return out
 
 
-def retrain_seeds(cfg, splits, protocol: dict, k: int) -> list[dict]:
-    """The winner's own final protocol (its params, all the training images, its epochs), k seeds."""
+def retrain_seeds(cfg, splits, protocol: dict, k: int, *, done=(), on_seed=None) -> list[dict]:
+    """The winner's own final protocol (its params, all the training images, its epochs), seeds 0 to k-1;
+    the runs in ``done`` are kept and their seeds skipped. ``on_seed`` gets the runs so far after each."""
     from hpo import training
     from hpo.components import trial_seed
 
     x, y = test_set(cfg, splits)
-    runs = []
-    for i in range(k):
+    runs = list(done)
+    for i in range(len(runs), k):
         t = time.time()
         r = training.train(
             cfg.model,
@@ -412,6 +413,8 @@ def retrain_seeds(cfg, splits, protocol: dict, k: int) -> list[dict]:
             }
         )
         training.release()
+        if on_seed is not None:
+            on_seed(runs)
         print(
             f"   retrain seed {i}: {protocol['epochs']} epochs, best val {runs[-1]['val']:.4f} "
             f"(epoch {r.best_epoch}), test accuracy {runs[-1]['test']:.4f}, {runs[-1]['seconds']:.0f}s",
@@ -433,19 +436,38 @@ def _commit() -> str:
     return run.stdout.strip()
 
 
+def _write(path: Path, r: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")  # a lane's file is replaced whole, never half-written
+    tmp.write_text(json.dumps(r, indent=1, default=str))
+    tmp.replace(path)
+
+
 def retrain_lane(name: str, args, path: Path) -> dict:
-    """``--retrain-only``: the seeds of a lane measured before, from its JSON's final protocol."""
+    """``--retrain-only``: seeds of a lane measured before, from its JSON's final protocol. The file is
+    rewritten after every seed, and the seeds it already holds are kept: a stopped run loses one seed at most
+    and the next run carries on from there."""
     r = json.loads(path.read_text())
+    done = r.get("retrained_runs") or []
+    if len(done) >= args.seeds:
+        print(f"== {name}: {len(done)} retrains stored already", flush=True)
+        return r
     cfg, splits = _setup(args)
     ref = reference_epoch_seconds(splits)
-    print(f"== {name}: retraining its winner, {args.seeds} seeds; reference epoch {ref:.1f}s", flush=True)
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    runs = retrain_seeds(cfg, splits, r["final_protocol"], args.seeds)
-    r.update(
-        retrained=[run["test"] for run in runs],
-        retrained_runs=runs,
-        retrained_at={"started": started, "commit": _commit(), "reference_epoch_s": ref},
-    )
+    seeds = f"seeds {len(done)}-{args.seeds - 1}"
+    print(f"== {name}: retraining its winner, {seeds}; reference epoch {ref:.1f}s", flush=True)
+    stamp = {
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": _commit(),
+        "reference_epoch_s": ref,
+    }
+
+    def store(runs):
+        # when, on which commit and at which machine speed each seed ran
+        runs[-1].update(stamp, finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+        r.update(retrained=[run["test"] for run in runs], retrained_runs=runs)
+        _write(path, r)
+
+    retrain_seeds(cfg, splits, r["final_protocol"], args.seeds, done=done, on_seed=store)
     return r
 
 
@@ -557,9 +579,7 @@ def main() -> None:
             r = retrain_lane(name, args, path)
         else:
             r = run_lane(name, args, budget)
-        tmp = path.with_suffix(".json.tmp")  # a lane's file is replaced whole, never half-written
-        tmp.write_text(json.dumps(r, indent=1, default=str))
-        tmp.replace(path)
+        _write(path, r)
     results = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
     text = table(results, budget)
     print(text)
