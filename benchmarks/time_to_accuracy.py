@@ -141,14 +141,15 @@ def lane_hpo(cfg, splits, budget: float, tmp: Path, args) -> dict:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
     study = optuna.load_study(study_name=cfg.name, storage=storage)
+    trials = study.trials  # one read: each is a storage query and a deep copy
     points = [
         (t.datetime_complete.timestamp() - t0, schedule.rung_value(t))
-        for t in study.trials
+        for t in trials
         if t.datetime_complete and t.state.name in ("COMPLETE", "PRUNED")
     ]
     out = {
         "curve": curve_of(points),
-        "n_trials": len(study.trials),
+        "n_trials": len(trials),
         "ended_s": time.time() - t0,
         "exit_code": p.returncode,
         # every decision of the plan, so that a run can be audited without its database
@@ -164,10 +165,10 @@ def lane_hpo(cfg, splits, budget: float, tmp: Path, args) -> dict:
                 "seconds": t.duration.total_seconds() if t.duration else None,
                 "params": t.params,
             }
-            for t in study.trials
+            for t in trials
         ],
     }
-    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    done = [t for t in trials if t.state.name == "COMPLETE"]
     if done:
         best = study.best_trial
         path, why = artifacts.stored_model_status(study, best, (tmp / "hpo.artifacts"))
@@ -188,7 +189,7 @@ def lane_hpo(cfg, splits, budget: float, tmp: Path, args) -> dict:
         fid = best.user_attrs.get("fidelity") or {}
         out["final_protocol"] = {"params": best.params, "epochs": fid.get("epochs") or cfg.budget.epochs}
         plan = schedule.RungPlan(cfg, n_train=len(splits.y_train), started=t0)
-        out["time_spent"] = plan.time_spent(study.trials)
+        out["time_spent"] = plan.time_spent(trials)
     return out
 
 

@@ -77,6 +77,17 @@ def rung_value(trial: FrozenTrial) -> float | None:
     return None
 
 
+def _ranked(trials: Sequence[FrozenTrial], rung: int) -> list[FrozenTrial]:
+    """The finished trials of ``rung`` with a finite score, best first (the earlier one on a tie)."""
+    scored = [
+        (v, t)
+        for t in trials
+        if rung_of(t) == rung and t.state in FINISHED
+        if (v := rung_value(t)) is not None and math.isfinite(v)
+    ]
+    return [t for _, t in sorted(scored, key=lambda vt: (-vt[0], vt[1].number))]
+
+
 class RungPlan:
     """What to run next in a multi-fidelity study; every decision is made from the stored trials, so
     several workers (each deciding under the study lock) and a resumed run follow the same plan."""
@@ -211,25 +222,16 @@ class RungPlan:
         no finished trial, the warm start (at the highest rung it finished) stays the candidate, whatever a
         sampled configuration scored at a cheaper rung. Short training on a subset favours small models
         with high learning rates that fall behind when trained long (``benchmarks/RESULTS.md``)."""
-        top = self.full - 1
+        top, below = self.full - 1, range(self.full - 2, -1, -1)
 
-        def best(rungs: Sequence[int], keep) -> FrozenTrial | None:
+        def first(rungs: Sequence[int], warm_only: bool = False) -> FrozenTrial | None:
             for rung in rungs:
-                scored = [
-                    (v, t)
-                    for t in trials
-                    if rung_of(t) == rung and t.state in FINISHED and keep(t)
-                    if (v := rung_value(t)) is not None and math.isfinite(v)
-                ]
-                if scored:
-                    return max(scored, key=lambda vt: (vt[0], -vt[1].number))[1]
+                for t in _ranked(trials, rung):
+                    if not warm_only or t.user_attrs.get("warm_start"):
+                        return t
             return None
 
-        return (
-            best([top], lambda t: True)
-            or best(range(top - 1, -1, -1), lambda t: bool(t.user_attrs.get("warm_start")))
-            or best(range(top - 1, -1, -1), lambda t: True)
-        )
+        return first([top]) or first(below, warm_only=True) or first(below)
 
     def next(self, trials: Sequence[FrozenTrial], now: float | None = None) -> dict[str, Any] | None:
         """The trial to queue next (``{"params", "user_attrs"}``), or None: nothing to start now."""
@@ -275,16 +277,13 @@ class RungPlan:
         eta = self.mf.reduction_factor
         for rung in range(self.full - 2, -1, -1):  # the highest first: candidates move toward the final
             finished = [t for t in trials if rung_of(t) == rung and t.state in FINISHED]
-            scored = sorted(
-                ((v, t) for t in finished if (v := rung_value(t)) is not None and math.isfinite(v)),
-                key=lambda vt: (-vt[0], vt[1].number),
-            )
+            ranked = _ranked(trials, rung)
             above = [t for t in trials if rung_of(t) == rung + 1]
             promoted = {t.user_attrs.get("promoted_from") for t in above}
             # Warm starts go on whatever their score and outside the quota: the best third of the
             # sampled configurations goes on beside them.
-            warm = [t for _, t in scored if t.user_attrs.get("warm_start") and t.number not in promoted]
-            sampled = [t for _, t in scored if not t.user_attrs.get("warm_start")]
+            warm = [t for t in ranked if t.user_attrs.get("warm_start") and t.number not in promoted]
+            sampled = [t for t in ranked if not t.user_attrs.get("warm_start")]
             allowed = len([t for t in finished if not t.user_attrs.get("warm_start")]) // eta
             taken = len(
                 {t.user_attrs.get("promoted_from") for t in above if not t.user_attrs.get("warm_start")}
