@@ -294,6 +294,7 @@ def train(
     resume: Snapshot | None = None,
     save: Callable[[Snapshot], None] | None = None,
     time_limit: float | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Build ``model_name`` with ``params``, fit on train, validate every epoch, return what happened.
 
@@ -302,6 +303,7 @@ def train(
     result carries the best-``val_accuracy`` epoch's weights. ``save`` gets a :class:`Snapshot` after each
     epoch that does not end the run; ``resume`` continues a snapshot's run from its next epoch.
     ``time_limit``: seconds, after which the run stops at the end of a batch (stop reason ``time_limit``).
+    ``callbacks``: more Keras callbacks, after the early stopping and the monitor.
     """
     keras = backend.keras()
     keras.utils.set_random_seed(seed)
@@ -321,7 +323,7 @@ def train(
         time_limit=time_limit,
     )
     # EarlyStopping first: the snapshot taken by the monitor holds its counters after this epoch.
-    callbacks: list = [cb for cb in (es_cb, monitor) if cb is not None]
+    callbacks = [*(cb for cb in (es_cb, monitor) if cb is not None), *callbacks]
     train_ds, val_ds = datasets(splits, int(p["batch_size"]), seed)
     start = resume.epoch if resume is not None else 0
     if start < epochs:  # the dataset shuffles itself, seeded

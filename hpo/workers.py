@@ -59,7 +59,7 @@ def run_workers(
     on. Either way each worker gets time to store its interrupted trial (and re-queue it) before
     it is terminated.
     """
-    threads = cfg.threads or max(1, (os.cpu_count() or 1) // n_workers)
+    threads = cfg.threads or max(1, len(os.sched_getaffinity(0)) // n_workers)  # cores this process may use
     print(f"starting {n_workers} workers x {threads} TensorFlow threads", file=out, flush=True)
     procs = [
         subprocess.Popen(
