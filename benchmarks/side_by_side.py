@@ -41,7 +41,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hpo.paths import git_commit  # noqa: E402  (after the sys.path line)
+
 LANES = ("hpo", "warm_start_only")
+CODE = ("hpo", "studies", "search_spaces", "benchmarks/side_by_side.py")  # what a repeat measures
 CHECKPOINTS_S = (120, 300, 600, 1800, 3600, 7200)
 READY_TIMEOUT_S = 900  # TensorFlow's import, the data and a reference epoch on one core
 GRACE_S = 120  # past the budget before a lane is stopped
@@ -66,27 +69,6 @@ def best_at(curve: list[list[float]], t: float) -> float | None:
     """The best validation accuracy finished by ``t`` seconds (None: nothing yet)."""
     vals = [v for s, v in curve if s <= t and v is not None and math.isfinite(v)]
     return max(vals) if vals else None
-
-
-def _commit() -> str:
-    """HEAD's short hash, ``-dirty`` when the code that trains differs from it."""
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(
-        [
-            "git",
-            "status",
-            "--porcelain",
-            "--",
-            "hpo",
-            "studies",
-            "search_spaces",
-            "benchmarks/side_by_side.py",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -554,7 +536,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--repeats must be 1 or more")
     folder = Path(args.out) / f"side_by_side_{budget_label(args.budget_s)}"
     folder.mkdir(parents=True, exist_ok=True)
-    commit = _commit()
+    commit = git_commit(short=True, paths=CODE)  # "-dirty": the code that trains differs from it
     if commit.endswith("-dirty"):
         print(
             f"warning: uncommitted changes to the code that trains; repeats are filed as {commit}", flush=True

@@ -43,6 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hpo.paths import git_commit  # noqa: E402  (after the sys.path line)
+
 LANES = ("hpo", "warm_start_only", "tpe", "kt_hyperband", "kt_random")
 CHECKPOINTS_MIN = (2, 5, 10, 30, 60, 120)
 
@@ -432,11 +434,6 @@ def _setup(args):
     return cfg, cfg.load_splits()
 
 
-def _commit() -> str:
-    run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return run.stdout.strip()
-
-
 def _write(path: Path, r: dict) -> None:
     tmp = path.with_suffix(".json.tmp")  # a lane's file is replaced whole, never half-written
     tmp.write_text(json.dumps(r, indent=1, default=str))
@@ -458,7 +455,7 @@ def retrain_lane(name: str, args, path: Path) -> dict:
     print(f"== {name}: retraining its winner, {seeds}; reference epoch {ref:.1f}s", flush=True)
     stamp = {
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "commit": _commit(),
+        "commit": git_commit(short=True),
         "reference_epoch_s": ref,
     }
 
@@ -477,7 +474,7 @@ def run_lane(name: str, args, budget: float) -> dict:
     ref = reference_epoch_seconds(splits)
     print(f"== {name}: {budget:.0f}s; reference epoch {ref:.1f}s", flush=True)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    commit = _commit()  # at the lane's start: what it measured
+    commit = git_commit(short=True)  # at the lane's start: what it measured
     with tempfile.TemporaryDirectory() as tmp:
         if name == "hpo":
             r = lane_hpo(cfg, splits, budget, Path(tmp), args)

@@ -2,7 +2,7 @@
 
 Layers; a module imports only from the rows above it (``tests/test_layers.py`` checks this):
 
-  errors                     exception types by consequence (bad input: exit 2; a failed run: exit 1)
+  errors keys                exception types by consequence (exit 2 or 1); the names stored with Optuna
   paths backend              where files live; the one door to TensorFlow/Keras
   spaces data models         search spaces; datasets and splits; the model registry
   storage components         storage URLs, checks, the study lock; sampler and pruner registries
@@ -17,6 +17,7 @@ Layers; a module imports only from the rows above it (``tests/test_layers.py`` c
   study                      run(): data -> study -> loop or workers -> summary
   dashboard report export    optuna-dashboard and its curve hooks; the HTML report; CSV/JSON/.keras export
   cli                        argument parsing: ``hpo run | report | dashboard | export | list``
+  run __main__               ``python -m hpo.run`` and ``python -m hpo``
 """
 
 from __future__ import annotations

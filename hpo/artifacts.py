@@ -22,12 +22,11 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo import backend
+from hpo import backend, keys
 from hpo.errors import UserError
 from hpo.paths import probe_dir, write_atomic
 from hpo.storage import StudyLock, storage_path
 
-EVICTED_ATTR = "evicted_models"  # study user attr: numbers of the trials whose model file was deleted
 MODEL_SUFFIX = ".keras"
 
 
@@ -85,7 +84,7 @@ def upload_model(trial: optuna.trial.BaseTrial, model: Any, store: AtomicFileSys
 
 
 def evicted(study: optuna.Study) -> set[int]:
-    return set(study.user_attrs.get(EVICTED_ATTR, []))
+    return set(study.user_attrs.get(keys.EVICTED_MODELS, []))
 
 
 def evict(
@@ -111,7 +110,7 @@ def evict(
                 pass
             now.append(t.number)
         if now:
-            study.set_user_attr(EVICTED_ATTR, sorted(gone | set(now)))
+            study.set_user_attr(keys.EVICTED_MODELS, sorted(gone | set(now)))
         return now
     finally:
         lock.release()

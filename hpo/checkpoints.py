@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hpo import backend
-from hpo.paths import write_atomic
+from hpo.paths import safe_name, write_atomic
 from hpo.storage import storage_path
 from hpo.training import Snapshot
 
@@ -38,7 +37,7 @@ def default_dir(storage_url: str, artifacts: str | None, study_name: str) -> Pat
     )
     if base is None:
         return None
-    return base / (re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study")
+    return base / safe_name(study_name)
 
 
 class Checkpoints:

@@ -156,21 +156,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_interrupted(args: argparse.Namespace) -> str:
+    """What Ctrl-C prints after ``hpo run``; nothing in a worker (the process that started it says it)."""
+    if args.worker is not None:
+        return ""
+    return (
+        "interrupted: finished trials are saved and the running ones re-queued; "
+        "run the same command again to resume"
+    )
+
+
 def run_main(argv: Sequence[str] | None = None) -> int:
     """``python -m hpo.run``."""
     args = _parse(run_parser("python -m hpo.run"), argv)
     if isinstance(args, int):
         return args
-    hint = (
-        ""
-        if args.worker is not None
-        # workers leave the message to the process that started them
-        else (
-            "interrupted: finished trials are saved and the running ones re-queued; "
-            "run the same command again to resume"
-        )
-    )
-    return _guarded(lambda: cmd_run(args), interrupted=hint)
+    return _guarded(lambda: cmd_run(args), interrupted=_run_interrupted(args))
 
 
 # --- hpo list ------------------------------------------------------------------------------------
@@ -392,15 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().print_help()
         return 2
     if args.command == "run":
-        hint = (
-            ""
-            if args.worker is not None
-            else (
-                "interrupted: finished trials are saved and the running ones re-queued; "
-                "run the same command again to resume"
-            )
-        )
-        return _guarded(lambda: cmd_run(args), interrupted=hint)
+        return _guarded(lambda: cmd_run(args), interrupted=_run_interrupted(args))
     if args.command == "report":
         return _guarded(lambda: cmd_report(args, argv[1:]), interrupted=REPORT_INTERRUPTED)
     if args.command == "dashboard":

@@ -181,16 +181,7 @@ class StudyConfig:
 
         mf = dict(d.get("multi_fidelity") or {})
         mf["rungs"] = tuple(Rung(**r) for r in mf.get("rungs") or ())
-        top = {f.name for f in dataclasses.fields(cls)} - {
-            "multi_fidelity",
-            "space",
-            "data",
-            "budget",
-            "sampler",
-            "pruner",
-            "early_stopping",
-            "warm_start",
-        }
+        top = {f.name for f in dataclasses.fields(cls)} - _TABLES - {"space", "warm_start"}
         return cls(
             **{k: v for k, v in d.items() if k in top},
             space=space,
@@ -229,7 +220,10 @@ class StudyConfig:
         )
 
 
+# the study file's [tables], each a dataclass of its own
+_TABLES = {"data", "budget", "sampler", "pruner", "early_stopping", "multi_fidelity"}
 _TOP = {
+    *_TABLES,
     "name",
     "dataset",
     "model",
@@ -238,16 +232,10 @@ _TOP = {
     "storage",
     "threads",
     "workers",
-    "data",
-    "budget",
-    "sampler",
-    "pruner",
-    "early_stopping",
     "warm_start",
     "use_warm_start",
     "artifacts",
     "keep_models",
-    "multi_fidelity",
 }
 _SECTIONS = {
     "data": DataConfig,

@@ -11,12 +11,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from hpo import keys
 from hpo.errors import one_line
 from hpo.paths import study_argument
 from hpo.storage import describe_storage
 from hpo.training import EpochEnd, EpochHook
-
-DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def fmt(v: Any) -> str:
@@ -36,7 +35,7 @@ def trial_seconds(trial: FrozenTrial) -> float | None:
 
 
 def count_done(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=DONE_STATES))
+    return len(study.get_trials(deepcopy=False, states=keys.FINISHED))
 
 
 def state_counts(trials: Sequence[FrozenTrial], *, keep_empty: bool = False) -> dict[str, int]:
@@ -55,7 +54,7 @@ def fid_text(fid: dict) -> str:
 def trial_line(trial: FrozenTrial) -> str:
     secs = trial_seconds(trial)
     value = f"{trial.value:.4f}" if trial.value is not None else "-"
-    fid = trial.user_attrs.get("fidelity")
+    fid = trial.user_attrs.get(keys.FIDELITY)
     if isinstance(fid, dict):  # multi-fidelity: the score at the trial's own fidelity, and that fidelity
         if trial.state == TrialState.PRUNED and trial.intermediate_values:
             value = f"{max(trial.intermediate_values.values()):.4f}"
@@ -63,7 +62,7 @@ def trial_line(trial: FrozenTrial) -> str:
     elif trial.state == TrialState.PRUNED and trial.intermediate_values:
         step = max(trial.intermediate_values)
         value = f"{trial.intermediate_values[step]:.4f}@epoch{step}"
-    reason = trial.user_attrs.get("fail_reason", "")
+    reason = trial.user_attrs.get(keys.FAIL_REASON, "")
     extra = f"  reason: {one_line(reason, 120)}" if trial.state == TrialState.FAIL and reason else ""
     return (
         f"trial {trial.number:>3} {trial.state.name:<8} val_acc={value:<14} "
@@ -85,9 +84,9 @@ def announce(study: optuna.Study, cfg: Any, out: TextIO) -> None:
         file=out,
     )
     trials = study.get_trials(deepcopy=False)
-    done = sum(t.state in DONE_STATES for t in trials)
+    done = sum(t.state in keys.FINISHED for t in trials)
     if mf.enabled:
-        finals = [t for t in trials if t.user_attrs.get("final") and t.state in DONE_STATES]
+        finals = [t for t in trials if t.user_attrs.get(keys.FINAL) and t.state in keys.FINISHED]
         if finals:
             print(
                 f"the study has its full-fidelity winner (trial {finals[0].number}); nothing to run. "
@@ -114,8 +113,8 @@ def print_summary(study: optuna.Study, cfg: Any, *, out: TextIO) -> None:
         best = study.best_trial
         print(
             f"best: trial {best.number} val_acc={best.value:.4f} "
-            f"({best.user_attrs.get('n_params', '?')} params, "
-            f"best epoch {best.user_attrs.get('best_epoch', '?')}): {params_text(best.params)}",
+            f"({best.user_attrs.get(keys.N_PARAMS, '?')} params, "
+            f"best epoch {best.user_attrs.get(keys.BEST_EPOCH, '?')}): {params_text(best.params)}",
             file=out,
         )
     study_arg = study_argument(cfg.source)

@@ -28,6 +28,7 @@ from sklearn.model_selection import train_test_split
 
 from hpo import backend
 from hpo.errors import UserError, choices_hint, one_line
+from hpo.paths import write_atomic
 
 FASHION_CLASSES = (
     "T-shirt/top",
@@ -73,6 +74,13 @@ class Raw:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     source: str
+
+
+def _raw_npz(path: Path, *, source: str, class_names: tuple[str, ...] | None = None) -> Raw:
+    """A Keras-style ``.npz`` (x_train, y_train, x_test, y_test; ``class_names`` when not given)."""
+    with np.load(path) as f:
+        names = class_names or tuple(str(c) for c in f["class_names"])
+        return Raw(f["x_train"], f["y_train"], f["x_test"], f["y_test"], names, source)
 
 
 @dataclass(frozen=True)
@@ -180,15 +188,7 @@ def _load_mnist(data_dir: Path | None) -> Raw:
     tried = ([data_dir / "mnist.npz"] if data_dir else []) + [keras_cache() / "mnist.npz"]
     for p in tried:
         if p.is_file():
-            with np.load(p) as f:
-                return Raw(
-                    f["x_train"],
-                    f["y_train"],
-                    f["x_test"],
-                    f["y_test"],
-                    tuple(str(i) for i in range(10)),
-                    str(p),
-                )
+            return _raw_npz(p, source=str(p), class_names=tuple(str(i) for i in range(10)))
     return _download("mnist", tried)
 
 
@@ -262,15 +262,7 @@ def _load_image_folder_path(path: Path) -> Raw:
     """``train/<class>/*`` and ``test/<class>/*`` under ``path`` (a folder or a .tar.gz), cached as .npz."""
     cache = cache_dir() / f"image_folder-{_fingerprint(path)}.npz"
     if cache.is_file():
-        with np.load(cache) as f:
-            return Raw(
-                f["x_train"],
-                f["y_train"],
-                f["x_test"],
-                f["y_test"],
-                tuple(str(c) for c in f["class_names"]),
-                str(path),
-            )
+        return _raw_npz(cache, source=str(path))
     files: dict[str, dict[str, list[tuple[str, Callable[[], bytes]]]]] = {"train": {}, "test": {}}
     if path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")):
         tar = tarfile.open(path)
@@ -323,9 +315,12 @@ def _load_image_folder_path(path: Path) -> Raw:
     )
     try:
         cache_dir().mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays, class_names=np.asarray(class_names))
-        tmp.replace(cache)
+
+        def save(p: Path) -> None:
+            with p.open("wb") as f:  # a file object: np.savez would add .npz to a name
+                np.savez(f, **arrays, class_names=np.asarray(class_names))
+
+        write_atomic(cache, save)
     except OSError:
         pass  # a cache we cannot write only costs time
     return raw
@@ -379,7 +374,8 @@ DATASETS: dict[str, DatasetSpec] = {
         _load_mnist,
         0.1307,
         0.3081,
-        "Put Keras's mnist.npz in <data-dir>/ (e.g. --data-dir ../shared/datasets) or ~/.keras/datasets/.",
+        "Put Keras's mnist.npz (from its download URL, online) in <data-dir>/ and pass --data-dir, or in "
+        "~/.keras/datasets/.",
     ),
     "cifar10": DatasetSpec(
         "cifar10",
@@ -387,8 +383,8 @@ DATASETS: dict[str, DatasetSpec] = {
         _load_cifar10,
         None,
         None,
-        "Put cifar10-jpeg.tar.gz (train/<class>/*.jpg, test/<class>/*.jpg) or cifar-10-batches-py/ in "
-        "<data-dir>/ (e.g. --data-dir ../shared/datasets).",
+        "Put cifar-10-batches-py/ (Keras's download, online) or a cifar10-jpeg.tar.gz of "
+        "train/<class>/*.jpg and test/<class>/*.jpg in <data-dir>/ and pass --data-dir.",
     ),
     "image_folder": DatasetSpec(
         "image_folder",

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence, TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo import components, console
+from hpo import components, console, keys
 from hpo.config import StudyConfig
 from hpo.errors import UserError, one_line
 from hpo.objective import AfterTraining
@@ -68,7 +68,7 @@ def open_study(
     if n_existing or worker_index is not None:
         study.sampler = cfg.make_sampler(n_existing_trials=n_existing, worker_index=worker_index)
     as_stored = cfg.to_dict()
-    stored = study.user_attrs.get("config")
+    stored = study.user_attrs.get(keys.CONFIG)
     if stored is not None and stored.get("space") != as_stored["space"]:
         raise UserError(
             f"study {cfg.name!r} in {describe_storage(cfg.storage)} was created with another search "
@@ -79,10 +79,10 @@ def open_study(
     enable_sqlite_wal(storage)
     if stored is None and cfg.use_warm_start:
         # With multi-fidelity, warm starts begin at rung 0 like any configuration: they block nothing.
-        attrs = {"warm_start": True, **({"rung": 0} if cfg.multi_fidelity.enabled else {})}
+        attrs = {keys.WARM_START: True, **({keys.RUNG: 0} if cfg.multi_fidelity.enabled else {})}
         for params in cfg.warm_start:
             study.enqueue_trial(dict(params), user_attrs=attrs, skip_if_exists=True)
-    study.set_user_attr("config", as_stored)
+    study.set_user_attr(keys.CONFIG, as_stored)
     return study
 
 
@@ -155,7 +155,7 @@ class _InterruptFilter(logging.Filter):
 _drop_interrupt_records = _InterruptFilter()
 
 
-QUEUED_ATTRS = ("warm_start", "rung", "time_limit", "promoted_from", "final", "epochs")
+QUEUED_ATTRS = keys.QUEUED
 
 
 def requeue_interrupted(study: optuna.Study, number: int) -> bool:
@@ -171,7 +171,7 @@ def requeue_interrupted(study: optuna.Study, number: int) -> bool:
     original = components.original_number(trial)
     # What the trial was queued with (a warm start, its rung and plan); not what its run recorded.
     attrs: dict[str, Any] = {k: v for k, v in trial.user_attrs.items() if k in QUEUED_ATTRS}
-    attrs["retry_of"] = original
+    attrs[keys.RETRY_OF] = original
     # The pruner's record of the rungs the trial passed, so that a copy resumed from its checkpoint is
     # judged as the same trial (Optuna's own heartbeat retry copies every system attr), and the enqueued
     # trial's fixed parameters: it may have been stopped before suggesting them all.
@@ -278,7 +278,7 @@ class TrialLoop:
         self.lock.acquire()
         try:
             trials = self.study.get_trials(deepcopy=False)
-            done = sum(t.state in console.DONE_STATES for t in trials)
+            done = sum(t.state in keys.FINISHED for t in trials)
             running = [t.number for t in trials if t.state == TrialState.RUNNING]
             waiting = sum(t.state == TrialState.WAITING for t in trials)
             if self.plan is not None:  # multi-fidelity: the plan says what comes next
@@ -320,7 +320,7 @@ class TrialLoop:
 
     def _on_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.say(console.trial_line(trial))
-        if trial.state in console.DONE_STATES:
+        if trial.state in keys.FINISHED:
             self.progress.trial_done()
             self.finished += 1
         elif trial.state == TrialState.FAIL:

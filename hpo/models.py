@@ -10,6 +10,7 @@ use them); what a user reads is each reference's ``source`` and ``architecture``
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -63,79 +64,70 @@ def _sequential(input_shape, layers_: list, name: str):
     return keras.Sequential([L.Input(shape=tuple(input_shape)), *layers_], name=name)
 
 
+_TOKEN = re.compile(r"^([CDPABFR])(\d*\.?\d*)(?:x(\d+))?(v)?(?::(\w+))?(\+he)?(\+bn)?$")
+
+
+def _stack(spec: str, input_shape, num_classes: int, name: str, **values: Any):
+    """A plain CNN from a line of layer tokens, closed by a softmax ``Dense(num_classes)``.
+
+    ``C32`` Conv2D 32 filters 3x3, same padding, ReLU (``x5``: 5x5; ``v``: valid padding; ``:tanh``: another
+    activation; ``+he``: He-normal init; ``+bn``: conv, BatchNormalization, then the activation);
+    ``P``/``A`` max/average pooling 2; ``B`` BatchNormalization; ``F`` Flatten; ``R0.5`` Dropout;
+    ``D128`` Dense (``:tanh`` as for convs). ``{name}`` in the spec is filled from ``values``.
+    """
+    keras, L = _layers()
+    layers_: list = [L.Input(shape=tuple(input_shape))]
+    for token in spec.format(**values).split():
+        m = _TOKEN.match(token)
+        if m is None:
+            raise ValueError(f"model spec {name}: bad token {token!r}")
+        kind, num, kernel, valid, act, he, bn = m.groups()
+        act = act or "relu"
+        if kind == "C":
+            conv = dict(
+                padding="valid" if valid else "same",
+                kernel_initializer="he_normal" if he else "glorot_uniform",
+            )
+            if bn:
+                layers_ += [
+                    L.Conv2D(int(num), int(kernel or 3), **conv),
+                    L.BatchNormalization(),
+                    L.Activation(act),
+                ]
+            else:
+                layers_.append(L.Conv2D(int(num), int(kernel or 3), activation=act, **conv))
+        elif kind == "D":
+            layers_.append(L.Dense(int(num), activation=act))
+        elif kind == "R":
+            layers_.append(L.Dropout(float(num)))
+        else:
+            layers_.append(
+                {"P": L.MaxPooling2D, "A": L.AveragePooling2D}[kind](2)
+                if kind in "PA"
+                else (L.BatchNormalization() if kind == "B" else L.Flatten())
+            )
+    layers_.append(L.Dense(num_classes, activation="softmax"))
+    return keras.Sequential(layers_, name=name)
+
+
 # --- SOURCES['000'] -------------------------------------------------------------------------------
 
 
 def seed000_mnist(input_shape=(28, 28, 1), num_classes=10):
     """Two conv blocks, no regularization; 469,172 params (same padding, 7x7x64 flatten)."""
-    _, L = _layers()
-    return _sequential(
-        input_shape,
-        [
-            L.Conv2D(32, 3, padding="same", activation="relu"),
-            L.Conv2D(32, 3, padding="same", activation="relu"),
-            L.MaxPooling2D(2),
-            L.Conv2D(64, 3, padding="same", activation="relu"),
-            L.Conv2D(64, 3, padding="same", activation="relu"),
-            L.MaxPooling2D(2),
-            L.Flatten(),
-            L.Dense(128, activation="relu"),
-            L.Dense(10, activation="relu"),
-            L.Dense(64, activation="relu"),
-            L.Dense(num_classes, activation="softmax"),
-        ],
-        "seed000_mnist",
-    )
+    return _stack("C32 C32 P C64 C64 P F D128 D10 D64", input_shape, num_classes, "seed000_mnist")
 
 
 def seed000_fashion(input_shape=(28, 28, 1), num_classes=10, dropout: float = 0.5):
     """The Fashion CNN of SOURCES['000'] with Dropout after Flatten; 467,818 params."""
-    _, L = _layers()
-    return _sequential(
-        input_shape,
-        [
-            L.Conv2D(32, 3, padding="same", activation="relu"),
-            L.Conv2D(32, 3, padding="same", activation="relu"),
-            L.MaxPooling2D(2),
-            L.Conv2D(64, 3, padding="same", activation="relu"),
-            L.Conv2D(64, 3, padding="same", activation="relu"),
-            L.MaxPooling2D(2),
-            L.Flatten(),
-            L.Dropout(dropout),
-            L.Dense(128, activation="relu"),
-            L.Dense(num_classes, activation="softmax"),
-        ],
-        "seed000_fashion",
-    )
+    spec = "C32 C32 P C64 C64 P F R{dropout} D128"
+    return _stack(spec, input_shape, num_classes, "seed000_fashion", dropout=dropout)
 
 
 def seed000_cifar10(input_shape=(32, 32, 3), num_classes=10, dropout: float = 0.5):
     """BatchNorm after the four 32/64 convs (same padding); two valid 128 convs; 362,346 params."""
-    _, L = _layers()
-
-    def conv_bn(f):
-        return [L.Conv2D(f, 3, padding="same"), L.BatchNormalization(), L.Activation("relu")]
-
-    return _sequential(
-        input_shape,
-        [
-            *conv_bn(32),
-            *conv_bn(32),
-            L.MaxPooling2D(2),
-            *conv_bn(64),
-            *conv_bn(64),
-            L.MaxPooling2D(2),
-            L.Conv2D(128, 3, activation="relu"),
-            L.Conv2D(128, 3, activation="relu"),
-            L.MaxPooling2D(2),
-            L.Flatten(),
-            L.Dense(128, activation="relu"),
-            L.Dropout(dropout),
-            L.Dense(64, activation="relu"),
-            L.Dense(num_classes, activation="softmax"),
-        ],
-        "seed000_cifar10",
-    )
+    spec = "C32+bn C32+bn P C64+bn C64+bn P C128v C128v P F D128 R{dropout} D64"
+    return _stack(spec, input_shape, num_classes, "seed000_cifar10", dropout=dropout)
 
 
 # --- SOURCES['001'], ['003'], ['004'] ---------------------------------------------------------------------
@@ -143,75 +135,23 @@ def seed000_cifar10(input_shape=(32, 32, 3), num_classes=10, dropout: float = 0.
 
 def seed001_mnist(input_shape=(28, 28, 1), num_classes=10):
     """The notebook CNN of SOURCES['001']; 121,994 params."""
-    _, L = _layers()
-    return _sequential(
-        input_shape,
-        [
-            L.Conv2D(32, 3, padding="same", activation="relu"),
-            L.MaxPooling2D(2),
-            L.Conv2D(64, 3, activation="relu"),
-            L.MaxPooling2D(2),
-            L.Conv2D(64, 3, activation="relu"),
-            L.Flatten(),
-            L.Dense(64, activation="relu"),
-            L.Dense(num_classes, activation="softmax"),
-        ],
-        "seed001_mnist",
-    )
+    return _stack("C32 P C64v P C64v F D64", input_shape, num_classes, "seed001_mnist")
 
 
 def seed003_mnist(input_shape=(28, 28, 1), num_classes=10):
     """The tutorial MNIST CNN of SOURCES['003'] (valid padding); 121,930 params."""
-    _, L = _layers()
-    return _sequential(
-        input_shape,
-        [
-            L.Conv2D(32, 3, activation="relu"),
-            L.MaxPooling2D(2),
-            L.Conv2D(64, 3, activation="relu"),
-            L.MaxPooling2D(2),
-            L.Flatten(),
-            L.Dense(64, activation="relu"),
-            L.Dense(num_classes, activation="softmax"),
-        ],
-        "seed003_mnist",
-    )
+    return _stack("C32v P C64v P F D64", input_shape, num_classes, "seed003_mnist")
 
 
 def seed003_cifar10(input_shape=(32, 32, 3), num_classes=10):
     """The tutorial CIFAR-10 CNN of SOURCES['003'] (valid padding); 356,810 params."""
-    _, L = _layers()
-    return _sequential(
-        input_shape,
-        [
-            L.Conv2D(32, 3, activation="relu"),
-            L.MaxPooling2D(2),
-            L.Conv2D(64, 3, activation="relu"),
-            L.MaxPooling2D(2),
-            L.Conv2D(128, 3, activation="relu"),
-            L.Flatten(),
-            L.Dense(128, activation="relu"),
-            L.Dense(num_classes, activation="softmax"),
-        ],
-        "seed003_cifar10",
-    )
+    return _stack("C32v P C64v P C128v F D128", input_shape, num_classes, "seed003_cifar10")
 
 
 def seed004_mnist(input_shape=(28, 28, 1), num_classes=10):
     """The NumPy CNN of SOURCES['004']: conv 8@3x3 padding 1 (He init), max-pool 2, dense 128,
     softmax; SGD."""
-    _, L = _layers()
-    return _sequential(
-        input_shape,
-        [
-            L.Conv2D(8, 3, padding="same", activation="relu", kernel_initializer="he_normal"),
-            L.MaxPooling2D(2),
-            L.Flatten(),
-            L.Dense(128, activation="relu"),
-            L.Dense(num_classes, activation="softmax"),
-        ],
-        "seed004_mnist",
-    )
+    return _stack("C8+he P F D128", input_shape, num_classes, "seed004_mnist")
 
 
 # --- the competitors in SOURCES['002'], adapted to 28x28x1 -----------------------------------------------
@@ -219,48 +159,14 @@ def seed004_mnist(input_shape=(28, 28, 1), num_classes=10):
 
 def lenet5(input_shape=(28, 28, 1), num_classes=10):
     """LeNet-5: 6@5x5 (same, so 28x28 plays the 32x32 role), avg-pool, 16@5x5, 120-84-softmax."""
-    _, L = _layers()
-    return _sequential(
-        input_shape,
-        [
-            L.Conv2D(6, 5, padding="same", activation="tanh"),
-            L.AveragePooling2D(2),
-            L.Conv2D(16, 5, activation="tanh"),
-            L.AveragePooling2D(2),
-            L.Flatten(),
-            L.Dense(120, activation="tanh"),
-            L.Dense(84, activation="tanh"),
-            L.Dense(num_classes, activation="softmax"),
-        ],
-        "lenet5",
-    )
+    spec = "C6x5:tanh A C16x5v:tanh A F D120:tanh D84:tanh"
+    return _stack(spec, input_shape, num_classes, "lenet5")
 
 
 def alexnet(input_shape=(28, 28, 1), num_classes=10):
     """AlexNet's five-conv/three-dense layout for small inputs: 3x3 stride-1 convs, 3 pools, halved widths."""
-    _, L = _layers()
-    return _sequential(
-        input_shape,
-        [
-            L.Conv2D(48, 3, padding="same", activation="relu"),
-            L.BatchNormalization(),
-            L.MaxPooling2D(2),
-            L.Conv2D(128, 3, padding="same", activation="relu"),
-            L.BatchNormalization(),
-            L.MaxPooling2D(2),
-            L.Conv2D(192, 3, padding="same", activation="relu"),
-            L.Conv2D(192, 3, padding="same", activation="relu"),
-            L.Conv2D(128, 3, padding="same", activation="relu"),
-            L.MaxPooling2D(2),
-            L.Flatten(),
-            L.Dense(512, activation="relu"),
-            L.Dropout(0.5),
-            L.Dense(512, activation="relu"),
-            L.Dropout(0.5),
-            L.Dense(num_classes, activation="softmax"),
-        ],
-        "alexnet",
-    )
+    spec = "C48 B P C128 B P C192 C192 C128 P F D512 R0.5 D512 R0.5"
+    return _stack(spec, input_shape, num_classes, "alexnet")
 
 
 def resnet20(input_shape=(28, 28, 1), num_classes=10):

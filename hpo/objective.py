@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import optuna
 
-from hpo import artifacts, training
+from hpo import artifacts, keys, training
 from hpo.checkpoints import Checkpoints
 from hpo.components import original_number, trial_seed
 from hpo.config import StudyConfig
@@ -103,7 +103,7 @@ class Objective:
             else trial.number
         )
         seed = trial_seed(cfg.seed, key)  # a re-queued copy trains with its original's seed
-        trial.set_user_attr("seed", seed)
+        trial.set_user_attr(keys.SEED, seed)
         result, finished = None, False
         # The fidelity: a rung's subset and epochs, or (no multi-fidelity) all the images for budget.epochs.
         fid = self.plan.fidelity(dict(trial.user_attrs)) if self.plan is not None else None
@@ -111,7 +111,7 @@ class Objective:
         epochs = fid.epochs if fid is not None else cfg.budget.epochs
         if fid is not None:
             trial.set_user_attr(
-                "fidelity",
+                keys.FIDELITY,
                 {**fid.as_attr(), "train_samples": len(splits.y_train), "full": fid.rung == self.plan.full},
             )
         try:
@@ -123,7 +123,7 @@ class Objective:
                 prune=fid is None,  # a multi-fidelity study prunes between rungs, not within a trial
             )
             if resume is not None:
-                trial.set_user_attr("resumed_from", {"trial": meta["trial"], "epoch": resume.epoch})
+                trial.set_user_attr(keys.RESUMED_FROM, {"trial": meta["trial"], "epoch": resume.epoch})
             save = None
             if self.checkpoints is not None and isinstance(trial, optuna.Trial):
                 checkpoints = self.checkpoints
@@ -157,7 +157,7 @@ class Objective:
                 hook(trial, result)
             if result.stop_reason == "nan_loss":
                 reason = f"loss became NaN/inf at epoch {len(result.history.get('loss', []))}"
-                trial.set_user_attr("fail_reason", reason)  # Optuna only logs the exception
+                trial.set_user_attr(keys.FAIL_REASON, reason)  # Optuna only logs the exception
                 raise TrainingDiverged(reason)
             if result.stop_reason == "pruned":
                 raise optuna.TrialPruned(f"pruned at epoch {len(result.epoch_seconds)}")
@@ -171,7 +171,7 @@ class Objective:
             raise
         except Exception as e:  # out of memory, a TensorFlow error: this trial fails, the study goes on
             finished = True
-            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {one_line(e, 300)}")
+            trial.set_user_attr(keys.FAIL_REASON, f"{type(e).__name__}: {one_line(e, 300)}")
             raise
         finally:
             if finished and self.checkpoints is not None:  # an interrupt keeps it for the re-queued copy
@@ -194,18 +194,18 @@ def user_attrs(result: training.TrainResult, *, n_train: int) -> dict[str, Any]:
         return round(x, digits) if math.isfinite(x) else None
 
     return {
-        "n_params": result.n_params,
-        "history": result.history,
-        "epoch_seconds": [round(s, 3) for s in result.epoch_seconds],
+        keys.N_PARAMS: result.n_params,
+        keys.HISTORY: result.history,
+        keys.EPOCH_SECONDS: [round(s, 3) for s in result.epoch_seconds],
         # validation seconds per epoch: what a longer run at another fidelity costs besides training
-        "val_seconds": finite(
+        keys.VAL_SECONDS: finite(
             sum(e - t for e, t in zip(result.epoch_seconds, result.train_seconds))
             / max(1, len(result.epoch_seconds)),
             3,
         ),
-        "images_per_sec": finite(result.images_per_sec, 1),
-        "best_epoch": result.best_epoch,
-        "stop_reason": result.stop_reason,
-        "latency_ms": finite(result.latency_ms, 4),
-        "n_train": n_train,
+        keys.IMAGES_PER_SEC: finite(result.images_per_sec, 1),
+        keys.BEST_EPOCH: result.best_epoch,
+        keys.STOP_REASON: result.stop_reason,
+        keys.LATENCY_MS: finite(result.latency_ms, 4),
+        keys.N_TRAIN: n_train,
     }

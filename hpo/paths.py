@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from hpo.errors import UserError
 
@@ -123,3 +125,30 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def safe_name(name: str) -> str:
+    """A study name as a file name: anything but letters, digits, '.', '_' and '-' becomes '_'."""
+    return (re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study")[:100]
+
+
+def git_commit(*, short: bool = False, paths: Sequence[str] = ()) -> str:
+    """The project's commit, ``-dirty`` when tracked files (under ``paths``, if given) differ from it;
+    ``unknown`` outside a git checkout."""
+    try:
+        head = ["git", "rev-parse", *(["--short"] if short else []), "HEAD"]
+        sha = subprocess.run(
+            head, cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        if not sha:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *paths],
+            cwd=PACKAGE_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

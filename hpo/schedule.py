@@ -37,9 +37,9 @@ from typing import Any, Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo import keys
 from hpo.config import StudyConfig
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MARGIN_SECONDS = 20.0  # kept free before the deadline (storing the model, the summary); at most 5 % of it
 FALLBACK_TRIAL_SECONDS = 300.0  # a rung-0 trial's time limit before any has finished (no time budget)
 FINAL_SETUP_SECONDS = 20.0  # building, compiling and storing the final's model: not in its epoch time
@@ -64,7 +64,7 @@ class Fidelity:
 
 
 def rung_of(trial: FrozenTrial) -> int | None:
-    r = trial.user_attrs.get("rung")
+    r = trial.user_attrs.get(keys.RUNG)
     return r if isinstance(r, int) else None
 
 
@@ -82,7 +82,7 @@ def _ranked(trials: Sequence[FrozenTrial], rung: int) -> list[FrozenTrial]:
     scored = [
         (v, t)
         for t in trials
-        if rung_of(t) == rung and t.state in FINISHED
+        if rung_of(t) == rung and t.state in keys.FINISHED
         if (v := rung_value(t)) is not None and math.isfinite(v)
     ]
     return [t for _, t in sorted(scored, key=lambda vt: (-vt[0], vt[1].number))]
@@ -107,9 +107,9 @@ class RungPlan:
 
     def fidelity(self, trial_attrs: dict[str, Any], now: float | None = None) -> Fidelity:
         now = time.time() if now is None else now
-        rung = int(trial_attrs.get("rung", 0))
+        rung = int(trial_attrs.get(keys.RUNG, 0))
         if rung >= self.full:
-            epochs = int(trial_attrs.get("epochs") or self.cfg.budget.epochs)
+            epochs = int(trial_attrs.get(keys.EPOCHS) or self.cfg.budget.epochs)
             limit = self.deadline - now - self.margin if self.deadline else None
             return Fidelity(
                 self.full,
@@ -119,8 +119,8 @@ class RungPlan:
                 budgeted_final=self.deadline is not None,
             )
         r = self.mf.rungs[rung]
-        limit = trial_attrs.get("time_limit")
-        epochs = int(trial_attrs.get("epochs") or r.epochs)  # the highest rung's may be scaled
+        limit = trial_attrs.get(keys.TIME_LIMIT)
+        epochs = int(trial_attrs.get(keys.EPOCHS) or r.epochs)  # the highest rung's may be scaled
         return Fidelity(
             rung,
             min(r.train_samples, self.n_train),
@@ -136,10 +136,10 @@ class RungPlan:
 
     def expected_seconds(self, trial: FrozenTrial, *, train_samples: int, epochs: int) -> float | None:
         """From the trial's measured throughput: ``epochs`` x (training + one validation pass)."""
-        ips = trial.user_attrs.get("images_per_sec")
+        ips = trial.user_attrs.get(keys.IMAGES_PER_SEC)
         if not ips:
             return None
-        val = float(trial.user_attrs.get("val_seconds") or 0.0)
+        val = float(trial.user_attrs.get(keys.VAL_SECONDS) or 0.0)
         return epochs * (train_samples / float(ips) + val)
 
     def final_seconds_per_epoch(self, trial: FrozenTrial) -> float | None:
@@ -158,7 +158,7 @@ class RungPlan:
         if not self.mf.scale_top_rung or self.deadline is None or self.share_end is None:
             return nominal
         first = [t for t in trials if rung_of(t) == 0]
-        warm = [t for t in first if t.user_attrs.get("warm_start")]
+        warm = [t for t in first if t.user_attrs.get(keys.WARM_START)]
         if not first:
             return nominal
         reference = min(warm or first, key=lambda t: t.number)  # fixed: the same for every promotion
@@ -190,7 +190,7 @@ class RungPlan:
         done = [
             t.duration.total_seconds()
             for t in trials
-            if rung_of(t) == 0 and t.state in FINISHED and t.duration
+            if rung_of(t) == 0 and t.state in keys.FINISHED and t.duration
         ]
         return sorted(done)[len(done) // 2] if done else None
 
@@ -214,7 +214,7 @@ class RungPlan:
         if self.deadline is not None and now >= self.deadline - self.margin:
             return True
         # A failed final is not the end: an interrupted one has a re-queued copy waiting to resume.
-        return any(t.state in FINISHED for t in self.finals(trials))
+        return any(t.state in keys.FINISHED for t in self.finals(trials))
 
     def candidate(self, trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
         """The configuration to train in full: the best trial at the highest rung that has a finished one.
@@ -227,7 +227,7 @@ class RungPlan:
         def first(rungs: Sequence[int], warm_only: bool = False) -> FrozenTrial | None:
             for rung in rungs:
                 for t in _ranked(trials, rung):
-                    if not warm_only or t.user_attrs.get("warm_start"):
+                    if not warm_only or t.user_attrs.get(keys.WARM_START):
                         return t
             return None
 
@@ -252,7 +252,10 @@ class RungPlan:
                 and fits
                 and not any(t.state == TrialState.WAITING for t in busy)
             ):
-                return {"params": {}, "user_attrs": {"rung": 0, "time_limit": self.rung0_limit(trials, now)}}
+                return {
+                    "params": {},
+                    "user_attrs": {keys.RUNG: 0, keys.TIME_LIMIT: self.rung0_limit(trials, now)},
+                }
         if any(rung_of(t) is not None and rung_of(t) < self.full for t in busy):
             return None  # the last rung trials are still running: the winner is not known yet
         if self.finals(trials) or self.done(trials, now):
@@ -266,9 +269,9 @@ class RungPlan:
             left = self.deadline - now - self.margin
             if per_epoch:
                 epochs = int(min(self.mf.max_final_epochs, max(1, left // per_epoch)))
-        attrs = {"rung": self.full, "epochs": epochs, "promoted_from": best.number, "final": True}
-        if best.user_attrs.get("warm_start"):
-            attrs["warm_start"] = True
+        attrs = {keys.RUNG: self.full, keys.EPOCHS: epochs, keys.PROMOTED_FROM: best.number, keys.FINAL: True}
+        if best.user_attrs.get(keys.WARM_START):
+            attrs[keys.WARM_START] = True
         return {"params": dict(best.params), "user_attrs": attrs}
 
     def _promotion(
@@ -276,17 +279,17 @@ class RungPlan:
     ) -> dict[str, Any] | None:
         eta = self.mf.reduction_factor
         for rung in range(self.full - 2, -1, -1):  # the highest first: candidates move toward the final
-            finished = [t for t in trials if rung_of(t) == rung and t.state in FINISHED]
+            finished = [t for t in trials if rung_of(t) == rung and t.state in keys.FINISHED]
             ranked = _ranked(trials, rung)
             above = [t for t in trials if rung_of(t) == rung + 1]
-            promoted = {t.user_attrs.get("promoted_from") for t in above}
+            promoted = {t.user_attrs.get(keys.PROMOTED_FROM) for t in above}
             # Warm starts go on whatever their score and outside the quota: the best third of the
             # sampled configurations goes on beside them.
-            warm = [t for t in ranked if t.user_attrs.get("warm_start") and t.number not in promoted]
-            sampled = [t for t in ranked if not t.user_attrs.get("warm_start")]
-            allowed = len([t for t in finished if not t.user_attrs.get("warm_start")]) // eta
+            warm = [t for t in ranked if t.user_attrs.get(keys.WARM_START) and t.number not in promoted]
+            sampled = [t for t in ranked if not t.user_attrs.get(keys.WARM_START)]
+            allowed = len([t for t in finished if not t.user_attrs.get(keys.WARM_START)]) // eta
             taken = len(
-                {t.user_attrs.get("promoted_from") for t in above if not t.user_attrs.get("warm_start")}
+                {t.user_attrs.get(keys.PROMOTED_FROM) for t in above if not t.user_attrs.get(keys.WARM_START)}
             )
             best_k = [t for t in sampled[:allowed] if t.number not in promoted] if taken < allowed else []
             nxt = self.mf.rungs[rung + 1]
@@ -303,14 +306,14 @@ class RungPlan:
                     if now + expected > end_t or expected > self.mf.max_trial_share * (end_t - now):
                         continue  # too slow for the time left: the next-best goes instead
                 attrs = {
-                    "rung": rung + 1,
-                    "promoted_from": t.number,
-                    "time_limit": 3 * expected if expected else self.rung0_limit(trials, now),
+                    keys.RUNG: rung + 1,
+                    keys.PROMOTED_FROM: t.number,
+                    keys.TIME_LIMIT: 3 * expected if expected else self.rung0_limit(trials, now),
                 }
                 if epochs != nxt.epochs:
-                    attrs["epochs"] = epochs
-                if t.user_attrs.get("warm_start"):
-                    attrs["warm_start"] = True
+                    attrs[keys.EPOCHS] = epochs
+                if t.user_attrs.get(keys.WARM_START):
+                    attrs[keys.WARM_START] = True
                 return {"params": dict(t.params), "user_attrs": attrs}
         return None
 
@@ -323,13 +326,13 @@ class RungPlan:
             ts = [t for t in trials if rung_of(t) == rung and t.duration]
             if rung < self.full:
                 r = self.mf.rungs[rung]
-                epochs = sorted({int(t.user_attrs.get("epochs") or r.epochs) for t in ts} or {r.epochs})
+                epochs = sorted({int(t.user_attrs.get(keys.EPOCHS) or r.epochs) for t in ts} or {r.epochs})
                 shown = str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}"
                 name = f"rung {rung} ({r.train_samples} images x {shown} epochs)"
             else:
                 sizes = sorted(
                     {
-                        f"{t.user_attrs.get('n_train', self.n_train)} x {t.user_attrs.get('epochs')}"
+                        f"{t.user_attrs.get(keys.N_TRAIN, self.n_train)} x {t.user_attrs.get(keys.EPOCHS)}"
                         for t in ts
                     }
                 )

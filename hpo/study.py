@@ -14,7 +14,7 @@ from typing import TextIO
 
 import optuna
 
-from hpo import artifacts, backend, checkpoints, console, workers
+from hpo import artifacts, backend, checkpoints, console, keys, workers
 from hpo.checkpoints import Checkpoints
 from hpo.config import StudyConfig
 from hpo.errors import TooManyFailures, UserError, WorkersFailed
@@ -22,8 +22,6 @@ from hpo.loop import Hooks, TrialLoop, open_study
 from hpo.objective import Objective
 from hpo.schedule import RungPlan
 from hpo.storage import StudyLock, open_existing_study
-
-RUN_STARTED = "run_started"  # study user attr: when this run began (the time budget counts from it)
 
 
 def run(
@@ -73,7 +71,7 @@ def _run(
     if n_workers > 1:
         del splits
         study = open_study(cfg)
-        study.set_user_attr(RUN_STARTED, time.time())  # the time budget's start, for every worker
+        study.set_user_attr(keys.RUN_STARTED, time.time())  # the time budget's start, for every worker
         console.announce(study, cfg, out)
         progress = console.Progress(total=0, out=out)
         try:
@@ -85,7 +83,7 @@ def _run(
         backend.configure(threads=cfg.threads)
         study = open_study(cfg, worker_index=worker)
         if parent:
-            study.set_user_attr(RUN_STARTED, time.time())
+            study.set_user_attr(keys.RUN_STARTED, time.time())
             console.announce(study, cfg, out)
         store, trial_end = None, list(hooks.trial_end)
         if cfg.artifact_dir is not None:
@@ -138,12 +136,12 @@ def plan_for(study: optuna.Study, cfg: StudyConfig, n_train: int) -> RungPlan | 
     """The multi-fidelity plan of this run (its time budget starts when the parent opened the study)."""
     if not cfg.multi_fidelity.enabled:
         return None
-    return RungPlan(cfg, n_train=n_train, started=study.user_attrs.get(RUN_STARTED))
+    return RungPlan(cfg, n_train=n_train, started=study.user_attrs.get(keys.RUN_STARTED))
 
 
 def stored_config(storage_url: str, study_name: str) -> StudyConfig:
     """The resolved config a study was last run with (its ``config`` user attr)."""
-    stored = open_existing_study(storage_url, study_name).user_attrs.get("config")
+    stored = open_existing_study(storage_url, study_name).user_attrs.get(keys.CONFIG)
     if not isinstance(stored, dict) or not stored.get("dataset"):
         raise UserError(
             f"study {study_name!r} has no stored config; run it with `hpo run --study FILE` instead"

@@ -13,7 +13,7 @@ import numpy as np
 import optuna
 import pytest
 
-from hpo import artifacts, cli, config
+from hpo import artifacts, cli, config, keys
 from tests.conftest import synthetic_images, write_study
 
 
@@ -71,7 +71,7 @@ def test_only_the_best_k_keep_their_model_and_the_rest_say_evicted(finished, tmp
     done = sorted(study.trials, key=lambda t: (-t.value, t.number))
     kept = [p for p in cfg.artifact_dir.iterdir()]
     assert len(kept) == 2 and not [p for p in kept if p.name.endswith(".tmp")]
-    assert study.user_attrs[artifacts.EVICTED_ATTR] == [done[2].number]
+    assert study.user_attrs[keys.EVICTED_MODELS] == [done[2].number]
     path, why = artifacts.stored_model_status(study, done[2], cfg.artifact_dir)
     assert path is None and "evicted" in why
     out = tmp_path / "export"

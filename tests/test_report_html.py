@@ -14,6 +14,7 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from hpo import config as config_mod
+from hpo import paths
 from hpo.report import build, retrain
 from hpo.report.__main__ import main
 from tests.conftest import ROOT, write_study
@@ -256,9 +257,9 @@ def test_p_values_read_well():
 
 
 def test_out_file_name_is_safe_for_any_study_name():
-    assert build.safe_filename(EVIL) == "script_alert_1_script"
-    assert build.safe_filename("fashion") == "fashion"
-    assert build.safe_filename("../..") == "study"
+    assert paths.safe_name(EVIL) == "script_alert_1_script"
+    assert paths.safe_name("fashion") == "fashion"
+    assert paths.safe_name("../..") == "study"
 
 
 # --- errors: exit 2, one line, nothing created --------------------------------------------------------

@@ -17,7 +17,7 @@ import optuna
 import plotly.graph_objects as go
 from optuna_dashboard import run_server, save_note, save_plotly_graph_object
 
-from hpo import artifacts
+from hpo import artifacts, keys
 from hpo.errors import UserError
 from hpo.loop import Hooks
 from hpo.storage import describe_storage, open_existing_study
@@ -53,7 +53,7 @@ def publish_study_curves(study: optuna.Study, trial: optuna.trial.FrozenTrial | 
     """After each trial: one plotly figure with every finished trial's train/val accuracy per epoch."""
     fig = go.Figure()
     for t in study.get_trials(deepcopy=False):
-        h = t.user_attrs.get("history")
+        h = t.user_attrs.get(keys.HISTORY)
         if not h:
             continue
         epochs = list(range(1, len(h.get("val_accuracy", [])) + 1))

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo import artifacts, console
+from hpo import artifacts, console, keys
 from hpo.config import StudyConfig
 from hpo.errors import UserError
 from hpo.paths import probe_dir, write_atomic
@@ -70,11 +70,11 @@ def trials_csv(study: optuna.Study, store_dir: Path | None) -> str:
                 _cell(t.value),
                 *(_cell(t.params.get(p)) for p in params),
                 _cell(console.trial_seconds(t)),
-                _cell(ua.get("n_params")),
-                _cell(ua.get("best_epoch")),
-                _cell(ua.get("stop_reason")),
-                _cell(ua.get("seed")),
-                bool(ua.get("warm_start", False)),
+                _cell(ua.get(keys.N_PARAMS)),
+                _cell(ua.get(keys.BEST_EPOCH)),
+                _cell(ua.get(keys.STOP_REASON)),
+                _cell(ua.get(keys.SEED)),
+                bool(ua.get(keys.WARM_START, False)),
                 model_state(study, t, store_dir),
             ]
         )
@@ -87,7 +87,7 @@ def curves_csv(trials: Sequence[FrozenTrial]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["trial", "epoch", "metric", "value"])
     for t in trials:
-        history = t.user_attrs.get("history") or {}
+        history = t.user_attrs.get(keys.HISTORY) or {}
         for metric in METRICS:
             for epoch, value in enumerate(history.get(metric) or [], start=1):
                 w.writerow([t.number, epoch, metric, _cell(value)])
@@ -109,8 +109,8 @@ def summary(study: optuna.Study) -> dict[str, Any]:
             "number": b.number,
             "value": b.value,
             "params": b.params,
-            "best_epoch": b.user_attrs.get("best_epoch"),
-            "n_params": b.user_attrs.get("n_params"),
+            "best_epoch": b.user_attrs.get(keys.BEST_EPOCH),
+            "n_params": b.user_attrs.get(keys.N_PARAMS),
         }
     return out
 
@@ -135,7 +135,7 @@ def export(
     """Write the study's files into ``out``; returns their paths. Bad input raises UserError first."""
     _check_out(out, force)
     study = open_existing_study(cfg.storage, cfg.name)
-    stored = study.user_attrs.get("config")
+    stored = study.user_attrs.get(keys.CONFIG)
     trials = study.get_trials(deepcopy=False)
     out.mkdir(parents=True, exist_ok=True)
     written = [

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -13,18 +10,13 @@ import plotly.offline
 
 from hpo import artifacts as artifacts_mod
 from hpo import config as config_mod
+from hpo import keys
 from hpo.errors import UserError
-from hpo.paths import probe_file
+from hpo.paths import probe_file, safe_name, write_atomic
 from hpo.report import collect as collect_mod
 from hpo.report import compare, figures, render, retrain
 from hpo.report.retrain import Log
 from hpo.storage import describe_storage, open_existing_study
-
-
-def safe_filename(name: str) -> str:
-    """A study name as a file name: anything but letters, digits, '.', '_' and '-' becomes '_'."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study"
-    return cleaned[:100]
 
 
 def cache_path_for(out: Path) -> Path:
@@ -74,7 +66,7 @@ def build_report(
     where = describe_storage(cfg.storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     st = open_existing_study(cfg.storage, cfg.name, how_to_create="run `hpo run` first")
-    stored = st.user_attrs.get("config")
+    stored = st.user_attrs.get(keys.CONFIG)
     # The config the study ran with (the study file may have changed since), with this run's --data-dir.
     run_cfg = (
         config_mod.StudyConfig.from_dict(stored)
@@ -88,7 +80,7 @@ def build_report(
         f"best trial {data.best.number} (val accuracy {data.best.value:.4f})"
     )
 
-    out_path = Path(out) if out else Path("reports") / f"{safe_filename(data.name)}.html"
+    out_path = Path(out) if out else Path("reports") / f"{safe_name(data.name)}.html"
     if out_path.exists() and out_path.is_dir():
         raise UserError(
             f"--out {out_path} is a directory; give a file path such as {out_path / 'report.html'}"
@@ -169,16 +161,9 @@ def build_report(
         build_seconds=time.perf_counter() - t0,
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out_path)
+    write_atomic(out_path, lambda p: p.write_text(page, encoding="utf-8"))
     log(
         f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f}s; "
         f"retrain cache: {cache.path}"
     )
     return out_path
-
-
-def command_line(argv: list[str] | None) -> str:
-    args = sys.argv[1:] if argv is None else argv
-    return "hpo report " + " ".join(shlex.quote(a) for a in args)

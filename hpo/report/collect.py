@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import subprocess
 import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -20,9 +19,9 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo import console
+from hpo import console, keys
 from hpo.errors import UserError, one_line
-from hpo.paths import PACKAGE_ROOT
+from hpo.paths import git_commit
 
 TOP_K = 5
 BOUNDARY_MARGIN = 0.05  # within 5 % of either end of a range (log-scaled for log ranges)
@@ -137,22 +136,22 @@ class StudyData:
 def trial_row(t: FrozenTrial) -> TrialRow:
     ua = t.user_attrs
     secs = console.trial_seconds(t)
-    history = ua.get("history") if isinstance(ua.get("history"), dict) else {}
+    history = ua.get(keys.HISTORY) if isinstance(ua.get(keys.HISTORY), dict) else {}
     return TrialRow(
         number=t.number,
         state=t.state.name.lower(),
         value=t.value,
         params=dict(t.params),
         seconds=secs,
-        n_params=_int_or_none(ua.get("n_params")),
-        latency_ms=_float_or_none(ua.get("latency_ms")),
-        best_epoch=_int_or_none(ua.get("best_epoch")),
-        stop_reason=ua.get("stop_reason"),
-        seed=_int_or_none(ua.get("seed")),
-        warm_start=bool(ua.get("warm_start", False)),
+        n_params=_int_or_none(ua.get(keys.N_PARAMS)),
+        latency_ms=_float_or_none(ua.get(keys.LATENCY_MS)),
+        best_epoch=_int_or_none(ua.get(keys.BEST_EPOCH)),
+        stop_reason=ua.get(keys.STOP_REASON),
+        seed=_int_or_none(ua.get(keys.SEED)),
+        warm_start=bool(ua.get(keys.WARM_START, False)),
         history={k: [float(x) for x in v] for k, v in history.items() if isinstance(v, list)},
-        fidelity=ua.get("fidelity") if isinstance(ua.get("fidelity"), dict) else None,
-        fail_reason=str(t.system_attrs.get("fail_reason") or ua.get("fail_reason") or ""),
+        fidelity=ua.get(keys.FIDELITY) if isinstance(ua.get(keys.FIDELITY), dict) else None,
+        fail_reason=str(t.system_attrs.get("fail_reason") or ua.get(keys.FAIL_REASON) or ""),
     )
 
 
@@ -412,25 +411,6 @@ def environment() -> dict[str, Any]:
     }
 
 
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        if not sha:
-            return "unknown (not a git checkout)"
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PACKAGE_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        return sha + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (git not available)"
-
-
 # --- the whole study -------------------------------------------------------------------------------
 
 
@@ -462,7 +442,7 @@ def collect(
     by_number = {r.number: r for r in rows}
     top_rows = [by_number[t.number] for t in top]
     best = top_rows[0]
-    cfg = dict(config if config is not None else study.user_attrs.get("config") or {})
+    cfg = dict(config if config is not None else study.user_attrs.get(keys.CONFIG) or {})
     boundary = boundary_checks(top[0].params, top[0].distributions)
     shares = finished_shares(rows)
     gaps = gap_checks(top_rows)
@@ -477,7 +457,7 @@ def collect(
         storage=storage,
         direction=study.direction.name.lower(),
         config=cfg,
-        user_attrs={k: v for k, v in study.user_attrs.items() if k != "config"},
+        user_attrs={k: v for k, v in study.user_attrs.items() if k != keys.CONFIG},
         trials=rows,
         state_counts=counts,
         compute_seconds=compute_seconds(trials),

@@ -26,6 +26,7 @@ from hpo import artifacts, backend, data, models, training
 from hpo.components import trial_seed
 from hpo.config import EarlyStopping, StudyConfig
 from hpo.errors import UserError
+from hpo.paths import write_atomic
 
 RETRAIN_SEED_OFFSET = 1_000_000  # retrain seeds come after any trial number, so none repeats a trial's seed
 MISTAKES_SHOWN = 32
@@ -258,14 +259,10 @@ class Cache:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(
-            json.dumps(
-                {"version": CACHE_VERSION, "runs": self.runs, "datasets": self.datasets},
-                default=_json_default,
-            )
+        text = json.dumps(
+            {"version": CACHE_VERSION, "runs": self.runs, "datasets": self.datasets}, default=_json_default
         )
-        tmp.replace(self.path)
+        write_atomic(self.path, lambda p: p.write_text(text))
 
 
 def _json_default(v: Any) -> Any:
