@@ -22,24 +22,29 @@ Layers; a module imports only from the rows above it (``tests/test_layers.py`` c
 
 from __future__ import annotations
 
-from hpo.config import StudyConfig, load_study
-from hpo.errors import RunError, UserError
-from hpo.loop import Hooks, TrialLoop, open_study
-from hpo.objective import Objective
-from hpo.study import run as run_study
-from hpo.training import TrainResult, train
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = [
-    "Hooks",
-    "Objective",
-    "RunError",
-    "StudyConfig",
-    "TrainResult",
-    "TrialLoop",
-    "UserError",
-    "load_study",
-    "open_study",
-    "run_study",
-    "train",
-]
+# The public API, imported on first use (PEP 562), so that `hpo --help` and `hpo list` load no TensorFlow,
+# Optuna or scikit-learn.
+_API = {
+    "Hooks": "hpo.loop",
+    "Objective": "hpo.objective",
+    "RunError": "hpo.errors",
+    "StudyConfig": "hpo.config",
+    "TrainResult": "hpo.training",
+    "TrialLoop": "hpo.loop",
+    "UserError": "hpo.errors",
+    "load_study": "hpo.config",
+    "open_study": "hpo.loop",
+    "run_study": "hpo.study",
+    "train": "hpo.training",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'hpo' has no attribute {name!r}")
+    return getattr(importlib.import_module(_API[name]), "run" if name == "run_study" else name)

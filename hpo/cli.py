@@ -12,14 +12,16 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from hpo import config, dashboard, data, export, models, paths, study
-from hpo.components import PRUNERS, SAMPLERS
 from hpo.errors import Interrupted, RunError, UserError
-from hpo.report import build as report_build
-from hpo.report import collect as report_collect
-from hpo.report import retrain as report_retrain
+from hpo.report import defaults as report_defaults
+
+if TYPE_CHECKING:
+    from hpo.config import StudyConfig
+
+# A command imports what it runs when it runs (the only module that does so: it is the top layer, and
+# `hpo --help` and `hpo list` must answer at once, without Optuna, scikit-learn or TensorFlow).
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -120,8 +122,10 @@ def run_parser(prog: str = "hpo run") -> argparse.ArgumentParser:
     )
 
 
-def resolve(args: argparse.Namespace) -> config.StudyConfig:
+def resolve(args: argparse.Namespace) -> StudyConfig:
     """The study file named by ``--study`` with the flags applied."""
+    from hpo import config
+
     budget = config.parse_duration(args.budget, where="--budget") if args.budget is not None else None
     cfg = config.load_study(args.study).with_overrides(
         time=budget,
@@ -143,6 +147,8 @@ def resolve(args: argparse.Namespace) -> config.StudyConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from hpo import dashboard, study
+
     if args.list:
         return cmd_list(args)
     if args.worker is not None:  # a worker of --n-workers: the parent stored the resolved config
@@ -178,6 +184,9 @@ def run_main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_list(args: argparse.Namespace | None = None) -> int:
+    from hpo import data, models, paths
+    from hpo.components import PRUNERS, SAMPLERS
+
     print("studies:")
     for name, path in paths.available_studies().items():
         print(f"  {name:<20} {path}")
@@ -215,7 +224,7 @@ def add_report_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="max epochs per retraining run (default: the study's)")
     p.add_argument(
         "--references",
-        choices=report_retrain.REFERENCE_MODES,
+        choices=report_defaults.REFERENCE_MODES,
         default="measured",
         help="measured: train the reference models and the transfer runs (default); published: "
         "show the published numbers only; none: skip",
@@ -235,8 +244,8 @@ def add_report_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--top-k",
         type=int,
-        default=report_collect.TOP_K,
-        help=f"how many top trials get curves and checks (default: {report_collect.TOP_K})",
+        default=report_defaults.TOP_K,
+        help=f"how many top trials get curves and checks (default: {report_defaults.TOP_K})",
     )
     p.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: the study's)")
     p.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow and Optuna logs")
@@ -255,6 +264,8 @@ def report_parser(prog: str = "hpo report") -> argparse.ArgumentParser:
 
 
 def cmd_report(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    from hpo.report import build as report_build
+
     def log(line: str) -> None:
         print(line, flush=True)
 
@@ -305,6 +316,8 @@ def add_dashboard_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    from hpo import config, dashboard
+
     cfg = config.load_study(args.study).with_overrides(
         storage=args.storage, name=args.study_name, artifacts=args.artifacts
     )
@@ -341,6 +354,8 @@ def add_export_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from hpo import config, export
+
     cfg = config.load_study(args.study).with_overrides(
         storage=args.storage, name=args.study_name, artifacts=args.artifacts
     )

@@ -24,7 +24,6 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image
-from sklearn.model_selection import train_test_split
 
 from hpo import backend
 from hpo.errors import UserError, choices_hint, one_line
@@ -76,6 +75,13 @@ class Raw:
     source: str
 
 
+def _split(*arrays, **kw):
+    """scikit-learn's ``train_test_split``, imported on the first split: listing datasets stays instant."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(*arrays, **kw)
+
+
 def _raw_npz(path: Path, *, source: str, class_names: tuple[str, ...] | None = None) -> Raw:
     """A Keras-style ``.npz`` (x_train, y_train, x_test, y_test; ``class_names`` when not given)."""
     with np.load(path) as f:
@@ -121,7 +127,7 @@ class Splits:
         the whole: a lower rung of a multi-fidelity search. ``n`` at or above the size: these splits."""
         if n >= len(self.y_train):
             return self
-        idx, _ = train_test_split(
+        idx, _ = _split(
             np.arange(len(self.y_train)),
             train_size=n,
             random_state=seed,
@@ -462,7 +468,7 @@ def split_indices(y: np.ndarray, *, val_fraction: float, seed: int) -> tuple[np.
     custom-CNN study)."""
 
     idx = np.arange(len(y))
-    tr, va = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=y)
+    tr, va = _split(idx, test_size=val_fraction, random_state=seed, stratify=y)
     return np.sort(tr), np.sort(va)
 
 
@@ -486,7 +492,7 @@ def load_splits(
                 f"of {name!r} after the validation split; use at most {len(tr)}"
             )
         if max_train_samples < len(tr):
-            tr, _ = train_test_split(
+            tr, _ = _split(
                 tr,
                 train_size=max_train_samples,
                 random_state=seed,

@@ -7,12 +7,22 @@ compare.py   mean ± sd and intervals, per-class metrics, confusion matrix, McNe
 figures.py   plotly figures drawn from the data above, and Optuna's own search plots
 render.py    one self-contained HTML page, every user string escaped
 build.py     the pipeline: open the study -> collect -> retrain -> compare -> draw -> write
+defaults.py  the flags' defaults (light: the command line reads them for --help)
 """
 
 from __future__ import annotations
 
-from hpo.report.build import build_report
-from hpo.report.collect import StudyData
+import importlib
+from typing import Any
 
-# The submodules keep their names (``hpo.report.collect`` is the module, ``collect.collect`` its function).
+# The submodules keep their names (``hpo.report.collect`` is the module, ``collect.collect`` its function);
+# the two names below are imported on first use, so that ``hpo --help`` stays instant.
 __all__ = ["StudyData", "build_report"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "build_report":
+        return importlib.import_module("hpo.report.build").build_report
+    if name == "StudyData":
+        return importlib.import_module("hpo.report.collect").StudyData
+    raise AttributeError(f"module 'hpo.report' has no attribute {name!r}")

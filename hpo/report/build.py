@@ -15,6 +15,7 @@ from hpo.errors import UserError
 from hpo.paths import probe_file, safe_name, write_atomic
 from hpo.report import collect as collect_mod
 from hpo.report import compare, figures, render, retrain
+from hpo.report.defaults import REFERENCE_MODES, TOP_K
 from hpo.report.retrain import Log
 from hpo.storage import describe_storage, open_existing_study
 
@@ -37,7 +38,7 @@ def build_report(
     force_retrain: bool = False,
     no_retrain: bool = False,
     artifacts: str | None = None,
-    top_k: int = collect_mod.TOP_K,
+    top_k: int = TOP_K,
     threads: int | None = None,
     verbose: bool = False,
     log: Log = print,
@@ -58,8 +59,8 @@ def build_report(
     ):
         if value is not None and value < low:
             raise UserError(f"{flag} must be >= {low}, got {value}")
-    if references not in retrain.REFERENCE_MODES:
-        raise UserError(f"--references {references!r}: choose one of {', '.join(retrain.REFERENCE_MODES)}")
+    if references not in REFERENCE_MODES:
+        raise UserError(f"--references {references!r}: choose one of {', '.join(REFERENCE_MODES)}")
     cfg = config_mod.load_study(study).with_overrides(
         storage=storage, name=study_name, data_dir=data_dir, artifacts=artifacts
     )

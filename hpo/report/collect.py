@@ -22,8 +22,8 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo import console, keys
 from hpo.errors import UserError, one_line
 from hpo.paths import git_commit
+from hpo.report.defaults import TOP_K
 
-TOP_K = 5
 BOUNDARY_MARGIN = 0.05  # within 5 % of either end of a range (log-scaled for log ranges)
 FAILED_SHARE_WARN = 0.10
 DIVERGED_SHARE_WARN = 0.10

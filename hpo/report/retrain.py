@@ -31,7 +31,6 @@ from hpo.paths import write_atomic
 RETRAIN_SEED_OFFSET = 1_000_000  # retrain seeds come after any trial number, so none repeats a trial's seed
 MISTAKES_SHOWN = 32
 CACHE_VERSION = 1
-REFERENCE_MODES = ("measured", "published", "none")
 REPORT_DATASETS = ("fashion_mnist", "mnist", "cifar10")  # the datasets with published reference numbers
 
 Log = Callable[[str], None]
