@@ -549,6 +549,11 @@ def main() -> None:
         action="store_true",
         help="no search: retrain the stored winners of --lanes (hpo, warm_start_only) --seeds times",
     )
+    ap.add_argument(
+        "--table-only",
+        action="store_true",
+        help="run nothing: rebuild table.md and figure.html (not tracked) from the lane files of --budget",
+    )
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
     budget = parse_duration(args.budget, where="--budget")
@@ -571,7 +576,7 @@ def main() -> None:
             if not path.exists() or not json.loads(path.read_text()).get("final_protocol"):
                 ap.error(f"--retrain-only: {path} holds no final_protocol; run the {name} lane first")
     folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
+    for name in [] if args.table_only else names:
         path = folder / f"{name}.json"
         if args.retrain_only:
             r = retrain_lane(name, args, path)
