@@ -32,7 +32,7 @@ def main() -> int:
     import numpy as np
     import optuna
 
-    from hpo import backend, data, spaces
+    from hpo import backend, data, sources, spaces
     from hpo.config import Budget, EarlyStopping, StudyConfig
     from hpo.objective import Objective
 
@@ -44,7 +44,7 @@ def main() -> int:
         np.arange(600) % 10,
         rng.integers(0, 255, (10, 28, 28, 1), dtype=np.uint8),
         np.arange(10),
-        data.FASHION_CLASSES,
+        sources.FASHION_CLASSES,
         "synthetic",
     )
     splits = data.load_splits("fashion_mnist", raw=raw, seed=0)

@@ -24,7 +24,7 @@ def bench_splits(n_train: int, *, synthetic: bool):
     """``n_train`` Fashion-MNIST training images (or random ones, with 2,000 validation images), seed 0."""
     import numpy as np
 
-    from hpo import data
+    from hpo import data, sources
 
     if not synthetic:
         return data.load_splits("fashion_mnist", seed=0, max_train_samples=n_train)
@@ -35,7 +35,7 @@ def bench_splits(n_train: int, *, synthetic: bool):
         rng.integers(0, 10, n),
         rng.integers(0, 255, (10, 28, 28, 1), dtype=np.uint8),
         np.arange(10),
-        data.FASHION_CLASSES,
+        sources.FASHION_CLASSES,
         "synthetic",
     )
     return data.load_splits(

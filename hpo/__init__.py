@@ -4,7 +4,8 @@ Layers; a module imports only from the rows above it (``tests/test_layers.py`` c
 
   errors keys                exception types by consequence (exit 2 or 1); the names stored with Optuna
   paths backend              where files live; the one door to TensorFlow/Keras
-  spaces data models         search spaces; datasets and splits; the model registry
+  sources                    where datasets come from: files on disk, image folders, the Keras download
+  spaces data models         search spaces; the dataset registry, checks and splits; the model registry
   storage components         storage URLs, checks, the study lock; sampler and pruner registries
   artifacts                  trained models as Optuna artifacts: atomic store, best-k eviction, loading
   config                     studies/*.toml -> one typed StudyConfig (to_dict / from_dict)

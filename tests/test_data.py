@@ -6,7 +6,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from hpo import data
+from hpo import data, sources
 from hpo.errors import UserError
 from tests.conftest import synthetic_images
 
@@ -45,7 +45,7 @@ def test_fashion_idx_files_are_read(tmp_path):
         with gzip.open(path, "wb") as f:
             f.write(header + arr.tobytes())
 
-    for name, arr in zip(data._FASHION_FILES, (xtr, ytr, xte, yte)):
+    for name, arr in zip(sources._FASHION_FILES, (xtr, ytr, xte, yte)):
         idx(d / name, arr)
     raw = data.load_raw("fashion_mnist", data_dir=tmp_path)
     assert raw.x_train.shape == (50, 28, 28, 1) and raw.class_names[0] == "T-shirt/top"

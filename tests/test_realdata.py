@@ -7,7 +7,7 @@ import os
 import optuna
 import pytest
 
-from hpo.data import DEBIAN_FASHION
+from hpo.sources import DEBIAN_FASHION
 from tests.conftest import run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
