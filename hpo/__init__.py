@@ -2,7 +2,7 @@
 
 Layers; a module imports only from the rows above it (``tests/test_layers.py`` checks this):
 
-  errors keys                exception types by consequence (exit 2 or 1); the names stored with Optuna
+  errors keys formats        exception types (exit 2 or 1); the names stored with Optuna; number formats
   paths backend              where files live; the one door to TensorFlow/Keras
   sources                    where datasets come from: files on disk, image folders, the Keras download
   spaces data models         search spaces; the dataset registry, checks and splits; the model registry

@@ -13,18 +13,10 @@ from tqdm import tqdm
 
 from hpo import keys
 from hpo.errors import one_line
+from hpo.formats import params_text
 from hpo.paths import study_argument
 from hpo.storage import describe_storage
 from hpo.training import EpochEnd, EpochHook
-
-
-def fmt(v: Any) -> str:
-    """A parameter value as printed: floats with 3 significant digits."""
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
-def params_text(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={fmt(v)}" for k, v in params.items())
 
 
 def trial_seconds(trial: FrozenTrial) -> float | None:

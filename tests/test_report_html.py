@@ -250,7 +250,7 @@ def test_rebuild_from_the_cache_never_imports_tensorflow(prefilled):
 
 
 def test_p_values_read_well():
-    from hpo.report.render import pvalue
+    from hpo.formats import pvalue
 
     assert pvalue(0.1543) == "p = 0.154" and pvalue(2.04e-17) == "p = 2.0e-17"
     assert pvalue(0.0) == "p < 1e-300" and pvalue(None) == "–"

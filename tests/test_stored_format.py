@@ -136,6 +136,6 @@ def test_a_report_builds_from_a_stored_0_1_study(tmp_path: Path, data_dir: Path)
     assert out.is_file()
     page = out.read_text(encoding="utf-8")
     assert STUDY_NAME in page
-    # The report's percent format (hpo.report.render.pct), spelled out so a change to it is seen here too.
+    # The report's percent format (hpo.formats.pct), spelled out so a change to it is seen here too.
     assert f"{100 * best.value:.2f} %" in page
     assert f"trial {best.number}" in page and f"out of {STORED_TRIALS} completed trials" in page

@@ -1,13 +1,15 @@
-"""The report: ``hpo report --study fashion`` -> ``reports/<study>.html``.
+"""The report: ``hpo report --study fashion`` -> ``reports/<study>.html``. Modules in the order data flows:
 
+defaults.py  the flags' defaults (light: the command line reads them for --help)
 collect.py   study -> plain data: counts, top trials, the tuning-playbook checks (no TensorFlow)
 retrain.py   the best trial with k seeds, the references, the transfer runs; the only test-set reader;
              results cached beside the report
 compare.py   mean ± sd and intervals, per-class metrics, confusion matrix, McNemar (no TensorFlow)
 figures.py   plotly figures drawn from the data above, and Optuna's own search plots
-render.py    one self-contained HTML page, every user string escaped
-build.py     the pipeline: open the study -> collect -> retrain -> compare -> draw -> write
-defaults.py  the flags' defaults (light: the command line reads them for --help)
+markup.py    HTML building blocks: CSS, escaping, tables, badges
+testset.py   the test-set sections: the winner retrained or as trained, its mistakes, the references
+render.py    the whole page: the study's sections, then the test set's
+build.py     the pipeline: open the study -> collect -> retrain -> compare -> draw -> render -> write
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from hpo import keys
 from hpo.errors import UserError
 from hpo.paths import probe_file, safe_name, write_atomic
 from hpo.report import collect as collect_mod
-from hpo.report import compare, figures, render, retrain
+from hpo.report import compare, figures, render, retrain, testset
 from hpo.report.defaults import REFERENCE_MODES, TOP_K
 from hpo.report.retrain import Log
 from hpo.storage import describe_storage, open_existing_study
@@ -147,7 +147,7 @@ def build_report(
         "confusion": figures.confusion(best)
         if best
         else figures.Plot("Confusion matrix", None, "not available: no retrained run"),
-        "references": figures.references(rows, render.DATASET_TITLES),
+        "references": figures.references(rows, testset.DATASET_TITLES),
     }
     search = figures.search_plots(st, data)
     page = render.page(

@@ -19,7 +19,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo import console, keys
+from hpo import console, formats, keys
 from hpo.errors import UserError, one_line
 from hpo.paths import git_commit
 from hpo.report.defaults import TOP_K
@@ -288,7 +288,8 @@ def make_flags(
     for b in boundary:
         scale = "log range" if b.log else "range"
         where = (
-            f"{b.param} = {console.fmt(b.value)} in [{console.fmt(b.low)}, {console.fmt(b.high)}] "
+            f"{b.param} = {formats.value(b.value, 3)} "
+            f"in [{formats.value(b.low, 3)}, {formats.value(b.high, 3)}] "
             f"({b.position:.0%} of the {scale})"
         )
         if b.at_edge:
