@@ -13,6 +13,7 @@ from optuna.trial import TrialState, create_trial
 
 from hpo import console
 from hpo.errors import UserError
+from hpo.report import checks, rows
 from hpo.report import collect as C
 
 DISTS = {
@@ -112,10 +113,10 @@ def test_state_counts_list_every_state_only_when_asked():
 
 def test_top_k_is_best_first_completed_only_ties_to_earlier():
     s = study_with(complete(0.80), pruned(), complete(0.95), complete(0.90), complete(0.95), failed())
-    top = C.top_trials(s.trials, 3)
+    top = rows.top_trials(s.trials, 3)
     assert [t.number for t in top] == [2, 4, 3]
-    assert [t.number for t in C.top_trials(s.trials, 10)] == [2, 4, 3, 0]
-    minimize = C.top_trials(s.trials, 2, maximize=False)
+    assert [t.number for t in rows.top_trials(s.trials, 10)] == [2, 4, 3, 0]
+    minimize = rows.top_trials(s.trials, 2, maximize=False)
     assert [t.number for t in minimize] == [0, 3]
 
 
@@ -128,7 +129,7 @@ def test_boundary_flags_per_parameter():
         "optimizer": "sgd",
         "kernel_size": 5,
     }
-    checks = {b.param: b for b in C.boundary_checks(best, {k: DISTS[k] for k in best})}
+    checks = {b.param: b for b in checks.boundary_checks(best, {k: DISTS[k] for k in best})}
     assert checks["learning_rate"].at_edge == "high" and checks["learning_rate"].log
     assert checks["learning_rate"].position == pytest.approx(0.9978, abs=1e-3)  # log scale, not linear
     assert checks["dropout"].at_edge == "low"
@@ -139,7 +140,7 @@ def test_boundary_flags_per_parameter():
 
 def test_boundary_in_the_middle_of_a_log_range_is_not_flagged():
     # 1e-3 is the log-midpoint of [1e-4, 1e-2] although it sits at 9 % of the linear range
-    (b,) = C.boundary_checks({"learning_rate": 1e-3}, {"learning_rate": DISTS["learning_rate"]})
+    (b,) = checks.boundary_checks({"learning_rate": 1e-3}, {"learning_rate": DISTS["learning_rate"]})
     assert b.position == pytest.approx(0.5) and b.at_edge is None
 
 
@@ -188,19 +189,19 @@ def test_collect_summarizes_the_study():
 
 
 def test_early_stopped_trial_is_not_undertrained():
-    row = C.trial_row(complete(0.9, hist=history([0.8, 0.9]), stop="early_stopping"))
-    assert not C.still_improving(row)
-    assert C.still_improving(C.trial_row(complete(0.9, hist=history([0.8, 0.9]))))
+    row = rows.trial_row(complete(0.9, hist=history([0.8, 0.9]), stop="early_stopping"))
+    assert not checks.still_improving(row)
+    assert checks.still_improving(rows.trial_row(complete(0.9, hist=history([0.8, 0.9]))))
 
 
 def test_fail_reason_from_user_attrs_counts_as_diverged():
-    rows = [C.trial_row(t) for t in study_with(complete(0.9), failed(attr="user")).trials]
-    assert C.finished_shares(rows)["diverged"] == 0.5
+    rows = [rows.trial_row(t) for t in study_with(complete(0.9), failed(attr="user")).trials]
+    assert checks.finished_shares(rows)["diverged"] == 0.5
 
 
 def test_pareto_front_handles_ties_and_dominance():
     pts = [(0, 0.9, 10.0), (1, 0.9, 5.0), (2, 0.8, 1.0), (3, 0.95, 50.0), (4, 0.8, 2.0)]
-    assert C.pareto_front(pts) == [2, 1, 3]
+    assert checks.pareto_front(pts) == [2, 1, 3]
 
 
 def test_empty_study_and_no_completed_trial_are_user_errors():

@@ -9,7 +9,7 @@ import pytest
 
 from hpo.config import Budget, DataConfig, EarlyStopping, StudyConfig
 from hpo.errors import UserError
-from hpo.report import build, compare, retrain
+from hpo.report import build, compare, runs
 from hpo.spaces import SearchSpace
 
 CONFIG = StudyConfig(
@@ -72,10 +72,10 @@ def test_wilson_interval():
 
 
 def test_plan_best_seeds_references_and_transfer():
-    proto = retrain.protocol(CONFIG, epochs=2, max_train_samples=None, seeds=3)
+    proto = runs.protocol(CONFIG, epochs=2, max_train_samples=None, seeds=3)
     assert proto["epochs"] == 2 and proto["max_train_samples"] == 3000 and proto["split_seed"] == 42
     assert len(set(proto["seeds"])) == 3
-    specs = retrain.plan_runs(
+    specs = runs.plan_runs(
         config=CONFIG, best_params=PARAMS, best_number=4, proto=proto, references="measured"
     )
     best = [s for s in specs if s.role == "best"]
@@ -96,7 +96,7 @@ def test_plan_best_seeds_references_and_transfer():
     assert sorted(s.dataset for s in transfer) == ["cifar10", "mnist"]
     assert all(s.model == "fashion_cnn" and s.params == PARAMS for s in transfer)
     assert all(s.epochs == 2 and s.max_train_samples == 3000 for s in specs)
-    only_best = retrain.plan_runs(
+    only_best = runs.plan_runs(
         config=CONFIG, best_params=PARAMS, best_number=4, proto=proto, references="published"
     )
     assert {s.role for s in only_best} == {"best"}
@@ -108,12 +108,12 @@ def test_retrain_seeds_never_repeat_a_trial_seed():
     from hpo.components import trial_seed
 
     trial_seeds = {trial_seed(42, n) for n in range(1000)}
-    assert not trial_seeds & set(retrain.retrain_seeds(42, 5))
-    assert retrain.retrain_seeds(42, 2) == retrain.retrain_seeds(42, 3)[:2]  # more seeds only adds runs
+    assert not trial_seeds & set(runs.retrain_seeds(42, 5))
+    assert runs.retrain_seeds(42, 2) == runs.retrain_seeds(42, 3)[:2]  # more seeds only adds runs
 
 
-def _result(spec: retrain.RunSpec, acc: float) -> retrain.RunResult:
-    return retrain.RunResult(
+def _result(spec: runs.RunSpec, acc: float) -> runs.RunResult:
+    return runs.RunResult(
         spec=spec,
         val_accuracy=acc,
         test_accuracy=acc,
@@ -132,34 +132,34 @@ def _result(spec: retrain.RunSpec, acc: float) -> retrain.RunResult:
 
 
 def test_cache_keys_on_the_protocol_not_the_label(tmp_path):
-    proto = retrain.protocol(CONFIG, epochs=2, max_train_samples=100, seeds=2)
-    specs = retrain.plan_runs(
+    proto = runs.protocol(CONFIG, epochs=2, max_train_samples=100, seeds=2)
+    specs = runs.plan_runs(
         config=CONFIG, best_params=PARAMS, best_number=4, proto=proto, references="published"
     )
     path = tmp_path / "r.retrain.json"
-    cache = retrain.Cache(path)
+    cache = runs.Cache(path)
     cache.put(_result(specs[0], 0.9))
-    again = retrain.Cache(path)
-    relabelled = retrain.RunSpec(**{**specs[0].__dict__, "label": "best (trial 9)"})
+    again = runs.Cache(path)
+    relabelled = runs.RunSpec(**{**specs[0].__dict__, "label": "best (trial 9)"})
     hit = again.get(relabelled)
     assert hit is not None and hit.cached and hit.test_accuracy == 0.9 and hit.spec.label == "best (trial 9)"
     assert again.get(specs[1]) is None  # another seed
-    longer = retrain.RunSpec(**{**specs[0].__dict__, "epochs": 3})
+    longer = runs.RunSpec(**{**specs[0].__dict__, "epochs": 3})
     assert again.get(longer) is None  # another protocol
-    assert json.loads(path.read_text())["version"] == retrain.CACHE_VERSION
+    assert json.loads(path.read_text())["version"] == runs.CACHE_VERSION
 
 
 def test_unreadable_cache_is_ignored_with_a_message(tmp_path):
     path = tmp_path / "r.retrain.json"
     path.write_text("{not json")
     lines: list[str] = []
-    cache = retrain.Cache(path, log=lines.append)
+    cache = runs.Cache(path, log=lines.append)
     assert cache.runs == {} and "unreadable" in lines[0]
 
 
 def test_comparison_rows_pair_each_reference_with_our_model():
-    proto = retrain.protocol(CONFIG, epochs=1, max_train_samples=10, seeds=2)
-    specs = retrain.plan_runs(
+    proto = runs.protocol(CONFIG, epochs=1, max_train_samples=10, seeds=2)
+    specs = runs.plan_runs(
         config=CONFIG, best_params=PARAMS, best_number=4, proto=proto, references="measured"
     )
     by = {(s.role, s.model, s.dataset, s.seed): s for s in specs}
@@ -167,8 +167,8 @@ def test_comparison_rows_pair_each_reference_with_our_model():
     lenet = _result(by[("reference", "lenet5", "fashion_mnist", proto["seeds"][0])], 0.6)
     lenet.y_pred = [1, 1, 0]
     mnist = _result(next(s for s in specs if s.role == "transfer" and s.dataset == "mnist"), 0.95)
-    st = retrain.DatasetStatus
-    data = retrain.RetrainData(
+    st = runs.DatasetStatus
+    data = runs.RetrainData(
         protocol=proto,
         references_mode="measured",
         best=best,

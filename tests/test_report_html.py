@@ -15,7 +15,7 @@ from optuna.trial import TrialState, create_trial
 
 from hpo import config as config_mod
 from hpo import paths
-from hpo.report import build, retrain
+from hpo.report import build, runs
 from hpo.report.__main__ import main
 from tests.conftest import ROOT, write_study
 
@@ -93,11 +93,11 @@ def prefill_cache(cfg, out, *, seeds: int = 2, epochs: int = 1) -> None:
     config = cfg
     study = optuna.load_study(study_name=cfg.name, storage=cfg.storage)
     best = study.best_trial
-    proto = retrain.protocol(config, epochs=epochs, max_train_samples=None, seeds=seeds)
-    specs = retrain.plan_runs(
+    proto = runs.protocol(config, epochs=epochs, max_train_samples=None, seeds=seeds)
+    specs = runs.plan_runs(
         config=config, best_params=best.params, best_number=best.number, proto=proto, references="measured"
     )
-    cache = retrain.Cache(build.cache_path_for(out))
+    cache = runs.Cache(build.cache_path_for(out))
     rng = np.random.default_rng(0)
     y = rng.integers(0, 10, size=60)
     names = [f"class <b>{i}</b>" for i in range(10)]
@@ -117,7 +117,7 @@ def prefill_cache(cfg, out, *, seeds: int = 2, epochs: int = 1) -> None:
             continue
         acc = 0.5 + 0.04 * i
         pred = np.where(rng.random(len(y)) < acc, y, (y + 1) % 10)
-        r = retrain.RunResult(
+        r = runs.RunResult(
             spec=spec,
             val_accuracy=acc,
             test_accuracy=float((pred == y).mean()),

@@ -1,9 +1,11 @@
 """The report: ``hpo report --study fashion`` -> ``reports/<study>.html``. Modules in the order data flows:
 
 defaults.py  the flags' defaults (light: the command line reads them for --help)
-collect.py   study -> plain data: counts, top trials, the tuning-playbook checks (no TensorFlow)
-retrain.py   the best trial with k seeds, the references, the transfer runs; the only test-set reader;
-             results cached beside the report
+rows.py      trials flattened into rows, the top trials (Optuna only)
+checks.py    the tuning-playbook checks, each a Flag that says what to change (Optuna only)
+collect.py   study -> plain data: counts, rows, checks, importances, environment (no TensorFlow)
+runs.py      what the report trains (the best trial with k seeds, references, transfer runs) and its cache
+retrain.py   runs that plan, or tests the stored winner as trained; the only test-set reader
 compare.py   mean ± sd and intervals, per-class metrics, confusion matrix, McNemar (no TensorFlow)
 figures.py   plotly figures drawn from the data above, and Optuna's own search plots
 markup.py    HTML building blocks: CSS, escaping, tables, badges

@@ -14,9 +14,9 @@ from hpo import keys
 from hpo.errors import UserError
 from hpo.paths import probe_file, safe_name, write_atomic
 from hpo.report import collect as collect_mod
-from hpo.report import compare, figures, render, retrain, testset
+from hpo.report import compare, figures, render, retrain, runs, testset
 from hpo.report.defaults import REFERENCE_MODES, TOP_K
-from hpo.report.retrain import Log
+from hpo.report.runs import Log
 from hpo.storage import describe_storage, open_existing_study
 
 
@@ -91,7 +91,7 @@ def build_report(
         references = "published"
     # The winner is retrained under the protocol it was trained with: a multi-fidelity winner's epochs.
     fidelity = data.best.fidelity or {}
-    proto = retrain.protocol(
+    proto = runs.protocol(
         run_cfg,
         epochs=epochs or fidelity.get("epochs"),
         max_train_samples=max_train_samples,
@@ -102,7 +102,7 @@ def build_report(
             f"the winner was trained on {fidelity.get('train_samples')} images "
             f"x {fidelity.get('epochs')} epochs"
         )
-    specs = retrain.plan_runs(
+    specs = runs.plan_runs(
         config=run_cfg,
         best_params=data.best.params,
         best_number=data.best.number,
@@ -121,7 +121,7 @@ def build_report(
         )
     else:
         log(f"no stored model: {why_none}")
-    cache = retrain.Cache(cache_path_for(out_path), log=log)
+    cache = runs.Cache(cache_path_for(out_path), log=log)
     data_dir_used = data_dir or run_cfg.data.data_dir
     results = retrain.run_all(
         specs,

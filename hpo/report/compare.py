@@ -15,7 +15,7 @@ from scipy import stats
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from hpo.models import PUBLISHED_ONLY, REFERENCES
-from hpo.report.retrain import RetrainData, RunResult
+from hpo.report.runs import RetrainData, RunResult
 
 LEVEL = 0.95
 UNIT = (0.0, 1.0)

@@ -19,7 +19,7 @@ from plotly.subplots import make_subplots
 from hpo.errors import one_line
 from hpo.report.collect import StudyData, TrialRow
 from hpo.report.compare import BestSummary, Row
-from hpo.report.retrain import RunResult
+from hpo.report.runs import RunResult
 
 PALETTE = (
     "#1f77b4",

@@ -17,7 +17,7 @@ from hpo.report.collect import Flag, StudyData
 from hpo.report.compare import BestSummary, Row, describe
 from hpo.report.figures import Plot
 from hpo.report.markup import CSS, badge, esc, kv, plot_html, table
-from hpo.report.retrain import RetrainData
+from hpo.report.runs import RetrainData
 from hpo.report.testset import DATASET_TITLES, references_section, retrained_section
 
 SECTIONS = (

@@ -13,7 +13,7 @@ from hpo.report.collect import StudyData
 from hpo.report.compare import BestSummary, Row, describe
 from hpo.report.figures import Plot
 from hpo.report.markup import esc, kv, plot_html, table
-from hpo.report.retrain import RetrainData
+from hpo.report.runs import RetrainData
 
 DATASET_TITLES = {
     "fashion_mnist": "Fashion-MNIST",
