@@ -13,8 +13,9 @@ from optuna.trial import TrialState, create_trial
 
 from hpo import console
 from hpo.errors import UserError
-from hpo.report import checks, rows
+from hpo.report import checks as K
 from hpo.report import collect as C
+from hpo.report import rows
 
 DISTS = {
     "learning_rate": FloatDistribution(1e-4, 1e-2, log=True),
@@ -129,7 +130,7 @@ def test_boundary_flags_per_parameter():
         "optimizer": "sgd",
         "kernel_size": 5,
     }
-    checks = {b.param: b for b in checks.boundary_checks(best, {k: DISTS[k] for k in best})}
+    checks = {b.param: b for b in K.boundary_checks(best, {k: DISTS[k] for k in best})}
     assert checks["learning_rate"].at_edge == "high" and checks["learning_rate"].log
     assert checks["learning_rate"].position == pytest.approx(0.9978, abs=1e-3)  # log scale, not linear
     assert checks["dropout"].at_edge == "low"
@@ -140,7 +141,7 @@ def test_boundary_flags_per_parameter():
 
 def test_boundary_in_the_middle_of_a_log_range_is_not_flagged():
     # 1e-3 is the log-midpoint of [1e-4, 1e-2] although it sits at 9 % of the linear range
-    (b,) = checks.boundary_checks({"learning_rate": 1e-3}, {"learning_rate": DISTS["learning_rate"]})
+    (b,) = K.boundary_checks({"learning_rate": 1e-3}, {"learning_rate": DISTS["learning_rate"]})
     assert b.position == pytest.approx(0.5) and b.at_edge is None
 
 
@@ -190,18 +191,18 @@ def test_collect_summarizes_the_study():
 
 def test_early_stopped_trial_is_not_undertrained():
     row = rows.trial_row(complete(0.9, hist=history([0.8, 0.9]), stop="early_stopping"))
-    assert not checks.still_improving(row)
-    assert checks.still_improving(rows.trial_row(complete(0.9, hist=history([0.8, 0.9]))))
+    assert not K.still_improving(row)
+    assert K.still_improving(rows.trial_row(complete(0.9, hist=history([0.8, 0.9]))))
 
 
 def test_fail_reason_from_user_attrs_counts_as_diverged():
     rows = [rows.trial_row(t) for t in study_with(complete(0.9), failed(attr="user")).trials]
-    assert checks.finished_shares(rows)["diverged"] == 0.5
+    assert K.finished_shares(rows)["diverged"] == 0.5
 
 
 def test_pareto_front_handles_ties_and_dominance():
     pts = [(0, 0.9, 10.0), (1, 0.9, 5.0), (2, 0.8, 1.0), (3, 0.95, 50.0), (4, 0.8, 2.0)]
-    assert checks.pareto_front(pts) == [2, 1, 3]
+    assert K.pareto_front(pts) == [2, 1, 3]
 
 
 def test_empty_study_and_no_completed_trial_are_user_errors():
