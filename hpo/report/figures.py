@@ -171,36 +171,33 @@ def pareto(data: StudyData) -> Plot:
         fig = make_subplots(rows=1, cols=2, subplot_titles=("parameters", "inference latency (ms / image)"))
         for col, attr, front in ((1, "n_params", data.pareto_params), (2, "latency_ms", data.pareto_latency)):
             pts = [(r, getattr(r, attr)) for r in done if getattr(r, attr)]
-            fig.add_scatter(
-                x=[c for _, c in pts],
-                y=[r.value for r, _ in pts],
-                mode="markers",
-                row=1,
-                col=col,
-                marker=dict(color="#9aa5b1", size=8),
-                name="completed trial",
-                showlegend=col == 1,
-                legendgroup="all",
-                text=[f"trial {r.number}" for r, _ in pts],
-                hovertemplate="%{text}: %{y:.4f} at %{x:.4g}<extra></extra>",
-            )
             by_number = {r.number: c for r, c in pts}
-            fp = [(r, by_number[r.number]) for r in done if r.number in front]
-            fp.sort(key=lambda rc: rc[1])
-            fig.add_scatter(
-                x=[c for _, c in fp],
-                y=[r.value for r, _ in fp],
-                mode="lines+markers",
-                row=1,
-                col=col,
-                line=dict(color="#d62728", shape="hv"),
-                marker=dict(size=11, symbol="star"),
-                name="Pareto front",
-                showlegend=col == 1,
-                legendgroup="front",
-                text=[f"trial {r.number}" for r, _ in fp],
-                hovertemplate="%{text} (front): %{y:.4f} at %{x:.4g}<extra></extra>",
-            )
+            fp = sorted(((r, by_number[r.number]) for r in done if r.number in front), key=lambda rc: rc[1])
+            for points, name, extra, style in (
+                (pts, "completed trial", "", dict(mode="markers", marker=dict(color="#9aa5b1", size=8))),
+                (
+                    fp,
+                    "Pareto front",
+                    " (front)",
+                    dict(
+                        mode="lines+markers",
+                        line=dict(color="#d62728", shape="hv"),
+                        marker=dict(size=11, symbol="star"),
+                    ),
+                ),
+            ):
+                fig.add_scatter(
+                    x=[c for _, c in points],
+                    y=[r.value for r, _ in points],
+                    row=1,
+                    col=col,
+                    name=name,
+                    showlegend=col == 1,
+                    legendgroup=name,
+                    text=[f"trial {r.number}" for r, _ in points],
+                    hovertemplate="%{text}" + extra + ": %{y:.4f} at %{x:.4g}<extra></extra>",
+                    **style,
+                )
         fig.update_xaxes(type="log")
         fig.update_yaxes(title_text="validation accuracy", row=1, col=1)
         fig.update_layout(height=420)
