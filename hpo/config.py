@@ -22,6 +22,8 @@ from hpo.errors import UserError, choices_hint
 from hpo.paths import resolve_study_path
 from hpo.spaces import SearchSpace, load_space
 
+MIN_BUDGET_SECONDS = 30.0  # below it no rung-0 trial and final fit, whatever the machine
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -138,6 +140,23 @@ class StudyConfig:
                 raise ValueError(f"unknown override {key}")
         _validate(cfg, where="command line")
         return cfg
+
+    def fit_rungs(self, n_train: int) -> "StudyConfig":
+        """The rung plan as it runs on a training split of ``n_train`` images: with ``max_train_samples``
+        (a smaller split on purpose) rungs are capped at it; otherwise a rung larger than the split is an
+        error in the study file. The capped plan is the one printed and stored."""
+        mf = self.multi_fidelity
+        over = [(i, r) for i, r in enumerate(mf.rungs) if r.train_samples > n_train]
+        if not over:
+            return self
+        if self.data.max_train_samples is None:
+            i, r = over[0]
+            raise UserError(
+                f"{self.source}: multi_fidelity.rungs[{i}] trains on {r.train_samples} images, more than the "
+                f"{n_train} of the training split; lower its train_samples to {n_train} or less"
+            )
+        rungs = tuple(Rung(min(r.train_samples, n_train), r.epochs) for r in mf.rungs)
+        return dataclasses.replace(self, multi_fidelity=dataclasses.replace(mf, rungs=rungs))
 
     def until_budget(self) -> "StudyConfig":
         """With a time budget, the budget, not ``n_trials``, ends the search (configurations at rung 0)."""
@@ -423,8 +442,11 @@ def _validate(cfg: StudyConfig, *, where: str) -> None:
         )
     if mf.max_final_epochs < 1:
         raise UserError(f"{where}: multi_fidelity.max_final_epochs must be >= 1, got {mf.max_final_epochs}")
-    if cfg.budget.time is not None and cfg.budget.time <= 0:
-        raise UserError(f"{where}: budget.time must be > 0, got {cfg.budget.time}")
+    if cfg.budget.time is not None and cfg.budget.time < MIN_BUDGET_SECONDS:
+        raise UserError(
+            f"{where}: a time budget of {cfg.budget.time:g}s is too short for one rung-0 trial and the "
+            f"final; give at least {MIN_BUDGET_SECONDS:.0f}s (--budget 30s)"
+        )
     if cfg.budget.time is not None and not mf.enabled:
         raise UserError(
             f"{where}: a time budget (--budget, budget.time) plans a multi-fidelity study, and this one "

@@ -79,10 +79,19 @@ def announce(study: optuna.Study, cfg: Any, out: TextIO) -> None:
     done = sum(t.state in keys.FINISHED for t in trials)
     if mf.enabled:
         finals = [t for t in trials if t.user_attrs.get(keys.FINAL) and t.state in keys.FINISHED]
-        if finals:
+        started0 = sum(t.user_attrs.get(keys.RUNG) == 0 for t in trials)
+        cap = cfg.budget.n_trials
+        if finals and (cap is None or started0 >= cap):
             print(
-                f"the study has its full-fidelity winner (trial {finals[0].number}); nothing to run. "
-                "Pass --study-name NEW to search again.",
+                f"the study has its full-fidelity winner (trial {finals[0].number}) and {started0} "
+                f"configurations; nothing to run. Pass --n-trials {started0 + 10} to add configurations "
+                "(a new final is trained if the winner changes).",
+                file=out,
+            )
+        elif finals:
+            print(
+                f"extending: {started0} configurations tried, up to {cap} now; a new final is trained "
+                "if the winner changes",
                 file=out,
             )
         elif done:

@@ -210,11 +210,15 @@ class RungPlan:
         return [t for t in trials if rung_of(t) == self.full]
 
     def done(self, trials: Sequence[FrozenTrial], now: float | None = None) -> bool:
+        """The deadline has passed, or a final has finished and there is nothing more to run (a larger
+        ``n_trials`` adds configurations, and a new final if the winner changes: see :meth:`next`)."""
         now = time.time() if now is None else now
         if self.deadline is not None and now >= self.deadline - self.margin:
             return True
         # A failed final is not the end: an interrupted one has a re-queued copy waiting to resume.
-        return any(t.state in keys.FINISHED for t in self.finals(trials))
+        if not any(t.state in keys.FINISHED for t in self.finals(trials)):
+            return False
+        return self.next(trials, now) is None
 
     def candidate(self, trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
         """The configuration to train in full: the best trial at the highest rung that has a finished one.
@@ -238,6 +242,9 @@ class RungPlan:
         now = time.time() if now is None else now
         busy = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
         end = self.search_end(trials)
+        finished_final = any(t.state in keys.FINISHED for t in self.finals(trials))
+        if finished_final and self.cfg.budget.n_trials is None:
+            return None  # a finished study under a time budget alone: only more configurations extend it
         if end is None or now < end:
             promotion = self._promotion(trials, now, end)
             if promotion is not None:
@@ -258,10 +265,10 @@ class RungPlan:
                 }
         if any(rung_of(t) is not None and rung_of(t) < self.full for t in busy):
             return None  # the last rung trials are still running: the winner is not known yet
-        if self.finals(trials) or self.done(trials, now):
+        if self.deadline is not None and now >= self.deadline - self.margin:
             return None
         best = self.candidate(trials)
-        if best is None:
+        if best is None or not self._new_final(trials, best):
             return None
         epochs = self.cfg.budget.epochs
         if self.deadline is not None:
@@ -273,6 +280,19 @@ class RungPlan:
         if best.user_attrs.get(keys.WARM_START):
             attrs[keys.WARM_START] = True
         return {"params": dict(best.params), "user_attrs": attrs}
+
+    def _new_final(self, trials: Sequence[FrozenTrial], best: FrozenTrial) -> bool:
+        """Whether ``best`` needs a final: none was started yet, or the last finished one trained another
+        configuration (an extended study whose winner changed). A running, waiting or failed final (an
+        interrupted one is re-queued) blocks a new one."""
+        finals = self.finals(trials)
+        if not finals:
+            return True
+        live = [t for t in finals if t.state != TrialState.FAIL]  # an interrupted one has a live copy
+        if not live or any(t.state not in keys.FINISHED for t in live):
+            return False
+        latest = max(live, key=lambda t: t.number)
+        return latest.user_attrs.get(keys.PROMOTED_FROM) != best.number
 
     def _promotion(
         self, trials: Sequence[FrozenTrial], now: float, end: float | None

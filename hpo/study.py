@@ -57,6 +57,7 @@ def _run(
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
     splits = cfg.load_splits()
+    cfg = cfg.fit_rungs(len(splits.y_train))  # before anything is stored: the plan that runs
     parent = worker is None
     if parent:
         print(

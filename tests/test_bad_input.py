@@ -144,7 +144,33 @@ LOW_GT_HIGH = ("low = 2\nhigh = 4", "low = 5\nhigh = 4")
 LOG_RANGE = ("low = 1e-3\nhigh = 1e-2", "low = 0.0\nhigh = 1e-2")
 PRUNER = 'name = "none"'
 
+MF = "[multi_fidelity]\nrungs = {rungs}\n{extra}\n[sampler]"
+
+
+def _rungs(rungs: str, extra: str = "") -> Callable[[Ctx], list[str]]:
+    return lambda c: c.study_edit("[sampler]", MF.format(rungs=rungs, extra=extra))
+
+
 RUN = [
+    Case("run", "budget-too-short", "too short for one rung-0 trial", lambda c: ["--budget", "1s"]),
+    Case(
+        "run",
+        "rung-larger-than-the-split",
+        "rungs[1] trains on 480000 images, more than the 300 of the training split",
+        _rungs("[{ train_samples = 100, epochs = 1 }, { train_samples = 480000, epochs = 2 }]"),
+    ),
+    Case(
+        "run",
+        "rungs-not-increasing",
+        "multi_fidelity.rungs must grow",
+        _rungs("[{ train_samples = 200, epochs = 2 }, { train_samples = 100, epochs = 1 }]"),
+    ),
+    Case(
+        "run",
+        "final-share-outside",
+        "final_share must be in (0, 1)",
+        _rungs("[{ train_samples = 100, epochs = 1 }]", "final_share = 1.5"),
+    ),
     Case("run", "unknown-flag", "unrecognized arguments: --bogus", lambda c: ["--bogus"]),
     Case("run", "n-trials-not-an-int", "invalid int value: 'ten'", lambda c: ["--n-trials", "ten"]),
     Case("run", "n-trials-0", "n_trials must be > 0", lambda c: ["--n-trials", "0"]),

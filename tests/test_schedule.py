@@ -347,3 +347,44 @@ def test_no_configuration_starts_at_rung_0_when_it_could_not_finish_before_the_s
     trials.append(_trial(3, 1, 0.5, promoted_from=0, ips=10.0))
     assert plan.next(trials, now=1480.0)["user_attrs"]["rung"] == 0
     assert plan.next(trials, now=1495.0)["user_attrs"]["final"]  # 10 s would end after 1500: the final now
+
+
+def test_a_larger_n_trials_extends_a_finished_study_and_a_new_winner_gets_a_final(tmp_path, data_dir, capsys):
+    study_file = _mf_study(tmp_path, n_trials=3)
+    args = ["run", "--study", str(study_file), "--data-dir", str(data_dir)]
+    assert cli.main(args) == 0
+    cfg = config.load_study(str(study_file))
+
+    def state():
+        trials = optuna.load_study(study_name=cfg.name, storage=cfg.storage).trials
+        return (
+            trials,
+            [t for t in trials if rung_of(t) == 0],
+            [t for t in trials if t.user_attrs.get("final")],
+        )
+
+    trials, rung0, finals = state()
+    assert len(rung0) == 3 and len(finals) == 1 and finals[0].state == TrialState.COMPLETE
+    capsys.readouterr()
+    assert cli.main([*args, "--n-trials", "5"]) == 0
+    assert "extending: 3 configurations tried, up to 5" in capsys.readouterr().out
+    trials, rung0, finals = state()
+    assert len(rung0) == 5  # exactly the new configurations, at rung 0
+    plan = RungPlan(cfg.with_overrides(n_trials=5), n_train=300)
+    best = plan.candidate(trials)
+    latest = max(finals, key=lambda t: t.number)
+    # one winner: the last final trains the best of the highest rung, and nothing is left to run
+    assert latest.state == TrialState.COMPLETE and latest.user_attrs["promoted_from"] == best.number
+    assert plan.next(trials) is None and plan.done(trials)
+    assert cli.main([*args, "--n-trials", "5"]) == 0  # again: nothing to run
+    assert "nothing to run" in capsys.readouterr().out and len(state()[0]) == len(trials)
+
+
+def test_max_train_samples_caps_the_printed_and_stored_rungs(tmp_path, data_dir, capsys):
+    study_file = _mf_study(tmp_path, n_trials=2)
+    args = ["run", "--study", str(study_file), "--data-dir", str(data_dir), "--max-train-samples", "150"]
+    assert cli.main(args) == 0
+    assert "rungs 100x1, 150x2 (images x epochs)" in capsys.readouterr().out
+    cfg = config.load_study(str(study_file))
+    stored = optuna.load_study(study_name=cfg.name, storage=cfg.storage).user_attrs["config"]
+    assert [r["train_samples"] for r in stored["multi_fidelity"]["rungs"]] == [100, 150]

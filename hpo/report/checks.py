@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hpo import formats
+from hpo.report.ladder import RungView
 from hpo.report.rows import TrialRow
 
 BOUNDARY_MARGIN = 0.05  # within 5 % of either end of a range (log-scaled for log ranges)
@@ -160,7 +161,11 @@ def make_flags(
     gaps: Sequence[GapCheck],
     top: Sequence[TrialRow],
     max_epochs: int | None,
+    rungs: RungView | None = None,
 ) -> list[Flag]:
+    """The checks' findings. ``boundary`` is of sampled values only (a warm start's fixed values are the
+    user's choice). With ``rungs`` (a multi-fidelity study) PRUNED is how every rung trial ends, so it gets
+    no pruning advice, and the search's own checks are added."""
     flags: list[Flag] = []
     for b in boundary:
         scale = "log range" if b.log else "range"
@@ -182,10 +187,15 @@ def make_flags(
         else:
             flags.append(Flag("boundary", "ok", b.param, f"{where}: inside the range"))
     n = int(shares.get("finished", 0))
+    pruned = (
+        ()
+        if rungs
+        else (("pruned", PRUNED_SHARE_WARN, "the pruner may stop trials too early; raise min_resource"),)
+    )
     for key, limit, advice in (
         ("failed", FAILED_SHARE_WARN, "read the fail reasons in the trial table"),
         ("diverged", DIVERGED_SHARE_WARN, "lower the learning-rate range or add clipping"),
-        ("pruned", PRUNED_SHARE_WARN, "the pruner may stop trials too early; raise min_resource"),
+        *pruned,
     ):
         share = shares.get(key, 0.0)
         level = "warn" if share > limit else ("ok" if key != "pruned" else "info")
@@ -211,11 +221,14 @@ def make_flags(
                 + ("; more regularization may help" if level == "warn" else ""),
             )
         )
+    if rungs is not None:
+        flags += rung_flags(rungs, shares)
     for r in top:
         if not r.history.get("val_accuracy"):
             continue
         n_ep = r.epochs_run
-        of = f" of {max_epochs}" if max_epochs else ""
+        planned = r.planned_epochs or max_epochs  # a trial's own epochs: a rung's, or the final's
+        of = f" of {planned}" if planned else ""
         if still_improving(r):
             flags.append(
                 Flag(
@@ -235,4 +248,53 @@ def make_flags(
                     f"(ran {n_ep}{of} epochs; {r.stop_reason or 'unknown stop reason'})",
                 )
             )
+    return flags
+
+
+def rung_flags(rungs: RungView, shares: Mapping[str, float]) -> list[Flag]:
+    """What a multi-fidelity search should be told: how far sampled configurations got, and whether the
+    search found anything better than the warm start."""
+    v = rungs.verdict
+    n = int(shares.get("finished", 0))
+    flags = [
+        Flag(
+            "failures",
+            "info",
+            "study",
+            f"{shares.get('pruned', 0.0):.0%} of {n} finished trials ended PRUNED: every rung trial does "
+            "(rungs promote between fidelities; no pruner runs)",
+        )
+    ]
+    if v.n_sampled_top == 0:
+        flags.append(
+            Flag(
+                "search",
+                "warn",
+                "study",
+                f"no sampled configuration reached the highest rung ({v.top_label}): the final could "
+                "only train a warm start; give the search more time (--budget) or trials (--n-trials)",
+            )
+        )
+    if rungs.warm_won_everywhere:
+        flags.append(
+            Flag(
+                "search",
+                "info",
+                "study",
+                "the warm start was the best configuration at every rung: the search found nothing better; "
+                "widen the space or give it more time",
+            )
+        )
+    elif v.margin is not None:
+        better = "beat" if v.margin > 0 else "did not beat"
+        flags.append(
+            Flag(
+                "search",
+                "ok" if v.margin > 0 else "info",
+                "study",
+                f"at the highest rung ({v.top_label}) the best sampled configuration (trial "
+                f"{v.sampled_number}) {better} the warm start: {100 * v.margin:+.2f} points of validation "
+                "accuracy",
+            )
+        )
     return flags

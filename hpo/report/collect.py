@@ -6,6 +6,8 @@ number the report shows can be tested on an in-memory study in milliseconds.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import platform
 import warnings
@@ -20,6 +22,7 @@ from optuna.trial import TrialState
 from hpo import console, keys
 from hpo.errors import UserError, one_line
 from hpo.paths import git_commit
+from hpo.report import ladder
 from hpo.report.checks import (
     BoundaryCheck,
     Flag,
@@ -31,6 +34,7 @@ from hpo.report.checks import (
     pareto_front,
 )
 from hpo.report.defaults import TOP_K
+from hpo.report.ladder import RungView
 from hpo.report.rows import TrialRow, compute_seconds, top_trials, trial_row
 
 MIN_TRIALS_FOR_IMPORTANCE = 3  # with fewer, fANOVA returns equal shares that look like a finding
@@ -69,6 +73,21 @@ class StudyData:
     importances: dict[str, float] | None
     importance_note: str = ""
     environment: dict[str, Any] = field(default_factory=dict)
+    # Multi-fidelity: the rungs, and what the search plots, importances and Pareto fronts read (the
+    # busiest rung's trials, scored there); one fidelity: None, and the completed trials.
+    rungs: RungView | None = None
+    scope: str = "completed trials"
+
+    @property
+    def scored(self) -> list[tuple[TrialRow, float]]:
+        """The trials the search plots and the Pareto fronts show, with the score they are compared by."""
+        if self.rungs is None:
+            return [(r, r.value) for r in self.completed if r.value is not None]
+        return [
+            (r, r.rung_value)
+            for r in self.trials
+            if r.rung == self.rungs.focus and r.rung_value is not None and math.isfinite(r.rung_value)
+        ]
 
     @property
     def completed(self) -> list[TrialRow]:
@@ -158,16 +177,19 @@ def collect(
     top_rows = [by_number[t.number] for t in top]
     best = top_rows[0]
     cfg = dict(config if config is not None else study.user_attrs.get(keys.CONFIG) or {})
-    boundary = boundary_checks(top[0].params, top[0].distributions)
+    rungs = ladder.view(rows, len((cfg.get("multi_fidelity") or {}).get("rungs") or ()))
+    searched = (
+        study if rungs is None else ladder.rung_study(trials, rungs.focus, study.direction.name.lower())
+    )
     shares = finished_shares(rows)
     gaps = gap_checks(top_rows)
     max_epochs = (cfg.get("budget") or {}).get("epochs")
-    flags = make_flags(boundary=boundary, shares=shares, gaps=gaps, top=top_rows, max_epochs=max_epochs)
-    done = [r for r in rows if r.state == "complete" and r.value is not None]
-    pareto_p = pareto_front([(r.number, r.value, float(r.n_params)) for r in done if r.n_params])
-    pareto_l = pareto_front([(r.number, r.value, r.latency_ms) for r in done if r.latency_ms])
-    imp, note = importances(study)
-    return StudyData(
+    boundary = _sampled_boundary(searched)
+    flags = make_flags(
+        boundary=boundary, shares=shares, gaps=gaps, top=top_rows, max_epochs=max_epochs, rungs=rungs
+    )
+    imp, note = importances(searched)
+    data = StudyData(
         name=name,
         storage=storage,
         direction=study.direction.name.lower(),
@@ -182,9 +204,32 @@ def collect(
         boundary=boundary,
         gaps=gaps,
         flags=flags,
-        pareto_params=pareto_p,
-        pareto_latency=pareto_l,
+        pareto_params=[],
+        pareto_latency=[],
         importances=imp,
         importance_note=note,
         environment=environment() if with_environment else {},
+        rungs=rungs,
+        scope="completed trials" if rungs is None else f"{rungs.labels[rungs.focus]}, the busiest rung",
     )
+    scored = data.scored
+    return dataclasses.replace(
+        data,
+        pareto_params=pareto_front([(r.number, v, float(r.n_params)) for r, v in scored if r.n_params]),
+        pareto_latency=pareto_front([(r.number, v, r.latency_ms) for r, v in scored if r.latency_ms]),
+    )
+
+
+def _sampled_boundary(searched: optuna.Study) -> list[BoundaryCheck]:
+    """Where the best sampled configuration's values sit in their ranges: warm starts' values are the
+    user's, not the search's, so they are left out."""
+    sampled = [
+        t
+        for t in searched.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not t.user_attrs.get(keys.WARM_START) and t.value is not None and math.isfinite(t.value)
+    ]
+    if not sampled:
+        return []
+    sign = 1.0 if searched.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    best = max(sampled, key=lambda t: (sign * t.value, -t.number))
+    return boundary_checks(best.params, best.distributions)

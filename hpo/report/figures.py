@@ -17,6 +17,7 @@ from optuna import visualization as vis
 from plotly.subplots import make_subplots
 
 from hpo.errors import one_line
+from hpo.report import ladder
 from hpo.report.collect import StudyData, TrialRow
 from hpo.report.compare import BestSummary, Row
 from hpo.report.runs import RunResult
@@ -62,37 +63,45 @@ def _try(title: str, make: Callable[[], Any], note: str = "") -> Plot:
 
 
 def search_plots(study: optuna.Study, data: StudyData) -> list[Plot]:
+    """Optuna's plots of the search: on the study (one fidelity), or, in a multi-fidelity study, on the rung
+    with the most finished trials (every configuration it compared, scored there), after the rung ladder."""
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     imp = data.importances or {}
     top2 = list(imp)[:2]
-    plots = [
+    plots: list[Plot] = []
+    if data.rungs is not None:
+        plots.append(rung_ladder(data))
+        study = ladder.rung_study(study.get_trials(deepcopy=False), data.rungs.focus, data.direction)
+    at = f" ({data.scope})" if data.rungs is not None else ""
+    plots.append(
         _try(
-            "Optimization history",
+            "Optimization history" + at,
             lambda: vis.plot_optimization_history(study),
-            "Each completed trial's validation accuracy and the best so far.",
+            "Each trial's validation accuracy and the best so far"
+            + (" (trials of this rung, in order)." if at else "."),
         )
-    ]
+    )
     if data.importances is None:
         plots.append(
-            Plot("Hyper-parameter importances (fANOVA)", None, f"not available: {data.importance_note}")
+            Plot(f"Hyper-parameter importances (fANOVA){at}", None, f"not available: {data.importance_note}")
         )
     else:
         plots.append(
             _try(
-                "Hyper-parameter importances (fANOVA)",
+                f"Hyper-parameter importances (fANOVA){at}",
                 lambda: vis.plot_param_importances(study, evaluator=evaluator),
                 "Share of the variance in validation accuracy each parameter explains; "
                 "noisy with few trials.",
             )
         )
-    plots.append(_try("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study)))
-    names = sorted({k for t in data.trials if t.state == "complete" for k in t.params})
+    plots.append(_try(f"Parallel coordinates{at}", lambda: vis.plot_parallel_coordinate(study)))
+    names = sorted({k for t, _ in data.scored for k in t.params})
     chunks = [names[i : i + SLICES_PER_ROW] for i in range(0, len(names), SLICES_PER_ROW)] or [[]]
     for i, chunk in enumerate(chunks, start=1):
         part = f" ({i}/{len(chunks)})" if len(chunks) > 1 else ""
         plots.append(
             _try(
-                f"Slices{part}: {', '.join(chunk)}",
+                f"Slices{part}{at}: {', '.join(chunk)}",
                 lambda chunk=chunk: vis.plot_slice(study, params=chunk or None),
                 "Validation accuracy against each parameter; darker dots are later trials.",
             )
@@ -100,7 +109,7 @@ def search_plots(study: optuna.Study, data: StudyData) -> list[Plot]:
     if len(top2) == 2:
         plots.append(
             _try(
-                f"Contour of the two most important parameters: {top2[0]} × {top2[1]}",
+                f"Contour of the two most important parameters{at}: {top2[0]} × {top2[1]}",
                 lambda: vis.plot_contour(study, params=top2),
             )
         )
@@ -113,14 +122,67 @@ def search_plots(study: optuna.Study, data: StudyData) -> list[Plot]:
                 f"not available: needs the importances of two parameters ({why})",
             )
         )
-    plots.append(
-        _try(
-            "Intermediate values (pruning)",
-            lambda: vis.plot_intermediate_values(study),
-            "Validation accuracy per epoch as reported to the pruner; pruned trials stop early.",
+    if data.rungs is None:
+        plots.append(
+            _try(
+                "Intermediate values (pruning)",
+                lambda: vis.plot_intermediate_values(study),
+                "Validation accuracy per epoch as reported to the pruner; pruned trials stop early.",
+            )
         )
-    )
     return plots
+
+
+def rung_ladder(data: StudyData) -> Plot:
+    """Every configuration's path through the rungs: its validation accuracy at each rung it reached."""
+    rungs = data.rungs
+    assert rungs is not None
+    by_number = {r.number: r for r in data.trials}
+    winner = next((p for p in rungs.paths if data.best.number in p), None)
+
+    def make():
+        fig = go.Figure()
+        for path in rungs.paths:
+            trials = [by_number[n] for n in path if by_number[n].rung_value is not None]
+            if not trials:
+                continue
+            warm, won = trials[0].warm_start, path is winner
+            color = "#d62728" if won else ("#1f77b4" if warm else "#9aa5b1")
+            kind = "warm start" if warm else "sampled"
+            fig.add_scatter(
+                x=[t.rung for t in trials],
+                y=[t.rung_value for t in trials],
+                mode="lines+markers",
+                line=dict(color=color, width=3 if won or warm else 1),
+                marker=dict(
+                    size=[13 if t.final else 7 for t in trials],
+                    symbol=["star" if t.final else "circle" for t in trials],
+                ),
+                opacity=1.0 if won or warm else 0.55,
+                name=f"{kind} {trials[0].number}" + (" (the winner)" if won else ""),
+                showlegend=won or warm,
+                text=[f"trial {t.number} ({kind})" for t in trials],
+                hovertemplate="%{text}: %{y:.4f}<extra></extra>",
+            )
+        fig.update_xaxes(
+            tickmode="array",
+            tickvals=sorted(rungs.labels),
+            ticktext=[rungs.labels[k].replace(": ", "<br>") for k in sorted(rungs.labels)],
+            title_text="rung (images x epochs)",
+        )
+        fig.update_yaxes(title_text="validation accuracy at that rung")
+        fig.update_layout(height=460)
+        return fig
+
+    v = rungs.verdict
+    counts = ", ".join(f"{rungs.labels[k].split(':')[0]}: {n}" for k, n in sorted(rungs.counts.items()))
+    return _try(
+        "Rung ladder: every configuration's path through the rungs",
+        make,
+        f"A line per configuration, promoted from left to right ({counts} finished trials); blue: warm "
+        f"starts, red: the winner's path, a star: the final. {v.n_sampled_top} sampled configuration(s) "
+        f"reached the highest rung.",
+    )
 
 
 # --- section 3: curves and the Pareto front --------------------------------------------------------
@@ -167,14 +229,16 @@ def curves(top: Sequence[TrialRow]) -> Plot:
 
 def pareto(data: StudyData) -> Plot:
     def make():
-        done = data.completed
+        scored = data.scored
+        score = {r.number: v for r, v in scored}
+        done = [r for r, _ in scored]
         fig = make_subplots(rows=1, cols=2, subplot_titles=("parameters", "inference latency (ms / image)"))
         for col, attr, front in ((1, "n_params", data.pareto_params), (2, "latency_ms", data.pareto_latency)):
             pts = [(r, getattr(r, attr)) for r in done if getattr(r, attr)]
             by_number = {r.number: c for r, c in pts}
             fp = sorted(((r, by_number[r.number]) for r in done if r.number in front), key=lambda rc: rc[1])
             for points, name, extra, style in (
-                (pts, "completed trial", "", dict(mode="markers", marker=dict(color="#9aa5b1", size=8))),
+                (pts, "trial", "", dict(mode="markers", marker=dict(color="#9aa5b1", size=8))),
                 (
                     fp,
                     "Pareto front",
@@ -188,7 +252,7 @@ def pareto(data: StudyData) -> Plot:
             ):
                 fig.add_scatter(
                     x=[c for _, c in points],
-                    y=[r.value for r, _ in points],
+                    y=[score[r.number] for r, _ in points],
                     row=1,
                     col=col,
                     name=name,
@@ -204,7 +268,7 @@ def pareto(data: StudyData) -> Plot:
         return fig
 
     return _try(
-        "Validation accuracy against size and latency",
+        f"Validation accuracy against size and latency ({data.scope})",
         make,
         "Red stars: no other trial is both more accurate and smaller (or faster).",
     )

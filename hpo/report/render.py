@@ -16,6 +16,7 @@ from hpo.formats import value as fmt
 from hpo.report.collect import Flag, StudyData
 from hpo.report.compare import BestSummary, Row, describe
 from hpo.report.figures import Plot
+from hpo.report.ladder import RungView
 from hpo.report.markup import CSS, badge, esc, kv, plot_html, table
 from hpo.report.runs import RetrainData
 from hpo.report.testset import DATASET_TITLES, references_section, retrained_section
@@ -25,27 +26,38 @@ SECTIONS = (
     ("search", "2. Search plots"),
     ("curves", "3. Curves and trade-offs"),
     ("checks", "4. Checks"),
-    ("retrained", "5. Best trial, retrained"),
+    ("retrained", "5. Best trial on the test set"),
     ("references", "6. References"),
 )
 
 
 def glance(data: StudyData, best: BestSummary | None, rows: Mapping[str, Sequence[Row]], home: str) -> str:
     b = data.best
+    out_of = (
+        f"out of {esc(len(data.completed))} completed trials"
+        if data.rungs is None
+        else f"the final of a multi-fidelity search over {esc(len(data.rungs.paths))} configurations"
+    )
     won = (
         f"<p><b>trial {esc(b.number)}</b>, validation accuracy <b>{esc(pct(b.value))}</b> "
-        f"({esc(fmt(b.n_params))} parameters) out of {esc(len(data.completed))} completed trials.</p>"
+        f"({esc(fmt(b.n_params))} parameters), {out_of}.</p>"
         f'<p class="note">{esc(params_text(b.params))}</p>'
     )
     warns = sum(f.level == "warn" for f in data.flags)
-    if best is not None:
+    if best is not None and best.from_stored:
+        sure = (
+            f"<p>Tested as trained, from its stored model (not retrained): test accuracy "
+            f"<b>{esc(describe(best.test_accuracy))}</b>.</p><p>Study val {esc(pct(best.study_value))}, "
+            f"the stored model's val {esc(describe(best.val_accuracy))}.</p>"
+        )
+    elif best is not None:
         sure = (
             f"<p>Retrained with {esc(best.test_accuracy.n)} seed(s): test accuracy "
             f"<b>{esc(describe(best.test_accuracy))}</b>.</p><p>Study val {esc(pct(best.study_value))} vs "
             f"retrained val {esc(describe(best.val_accuracy))}.</p>"
         )
     else:
-        sure = "<p>The best trial was not retrained (see section 5).</p>"
+        sure = "<p>The best trial was not tested (see section 5).</p>"
     sure += f"<p>{esc(warns)} warning(s) in the checks (section 4).</p>"
     home_rows = rows.get(home, [])
     ours = next((r for r in home_rows if r.role == "best"), None)
@@ -65,11 +77,66 @@ def glance(data: StudyData, best: BestSummary | None, rows: Mapping[str, Sequenc
             f"<ul>{''.join(lines)}</ul>"
         )
     else:
-        compare = "<p>No reference was measured on this dataset (see section 6).</p>"
+        compare = published_references(rows, home, ours.measured.mean if ours and ours.measured else None)
+    cards = [("What won", won), ("How sure are we", sure), ("How does it compare", compare)]
+    if data.rungs is not None:
+        cards.insert(1, ("What the search decided", verdict_html(data.rungs, best)))
+    return '<div class="glance">' + "".join(f"<div><h3>{t}</h3>{h}</div>" for t, h in cards) + "</div>"
+
+
+def published_references(rows: Mapping[str, Sequence[Row]], home: str, ours: float | None) -> str:
+    """When no reference was trained in this report: the published accuracies, with their source."""
+    items = []
+    for ds, ds_rows in rows.items():
+        for r in ds_rows:
+            if r.published is None or r.role not in ("reference", "published"):
+                continue
+            vs = f", {100 * (ours - r.published):+.2f} points from the winner" if ds == home and ours else ""
+            items.append(
+                f"<li>{esc(DATASET_TITLES.get(ds, ds))}, {esc(r.label)}: {esc(pct(r.published))} "
+                f"<span class='note'>(published in “{esc(r.source)}”{esc(vs)})</span></li>"
+            )
+    if not items:
+        return "<p>No reference was measured in this report, and none is published for this dataset.</p>"
     return (
-        f'<div class="glance"><div><h3>What won</h3>{won}</div><div><h3>How sure are we</h3>{sure}</div>'
-        f"<div><h3>How does it compare</h3>{compare}</div></div>"
+        "<p>No reference was trained in this report (<code>--references measured</code> trains them); "
+        f"their published accuracies:</p><ul>{''.join(items[:8])}</ul>"
     )
+
+
+def verdict_html(rungs: RungView, best: BestSummary | None) -> str:
+    """Did a sampled configuration beat the warm start at the highest rung, by how much against the seed
+    spread, and what the final trained."""
+    v = rungs.verdict
+    if v.sampled_value is None:
+        beat = f"<p>No sampled configuration reached the highest rung ({esc(v.top_label)}).</p>"
+    elif v.warm_value is None:
+        beat = (
+            f"<p>At the highest rung ({esc(v.top_label)}) no warm start ran; the best sampled "
+            f"configuration (trial {esc(v.sampled_number)}) scored {esc(pct(v.sampled_value))}.</p>"
+        )
+    else:
+        margin = 100 * (v.sampled_value - v.warm_value)
+        spread = (
+            f"; the winner's seed spread is ±{100 * best.test_accuracy.sd:.2f} points"
+            if best is not None and not best.from_stored and best.test_accuracy.n > 1
+            else "; no seed spread was measured (retrain with --seeds 2 or more)"
+        )
+        beat = (
+            f"<p>At the highest rung ({esc(v.top_label)}) the best sampled configuration (trial "
+            f"{esc(v.sampled_number)}) {'beat' if margin > 0 else 'did not beat'} the warm start: "
+            f"<b>{esc(f'{margin:+.2f}')} points</b> of validation accuracy "
+            f"({esc(pct(v.sampled_value))} vs {esc(pct(v.warm_value))}){esc(spread)}.</p>"
+        )
+    if v.final_number is None:
+        final = "<p>No final has finished yet.</p>"
+    else:
+        what = "the warm start" if v.final_is_warm else "a sampled configuration"
+        final = (
+            f"<p>The final (trial {esc(v.final_number)}) trained {what} on all the training images for "
+            f"{esc(v.final_epochs)} epochs: validation accuracy {esc(pct(v.final_value))}.</p>"
+        )
+    return beat + final
 
 
 def space_rows(space: Mapping[str, Any]) -> list[list[Any]]:
@@ -102,6 +169,7 @@ def summary_section(data: StudyData, retrain: RetrainData | None) -> str:
     c = data.config
     d, es, budget = c.get("data") or {}, c.get("early_stopping") or {}, c.get("budget") or {}
     sampler, pruner = c.get("sampler") or {}, c.get("pruner") or {}
+    pruned_by = "not used: rungs promote between fidelities" if data.rungs is not None else None
 
     def comp(x: Mapping[str, Any]) -> str:
         opts = ", ".join(f"{k}={fmt(v)}" for k, v in (x.get("options") or {}).items())
@@ -116,7 +184,7 @@ def summary_section(data: StudyData, retrain: RetrainData | None) -> str:
             ("model family", c.get("model", "–")),
             ("objective", f"{data.direction} best validation accuracy over epochs"),
             ("sampler", comp(sampler)),
-            ("pruner", comp(pruner)),
+            ("pruner", pruned_by or comp(pruner)),
             ("epochs per trial (max)", budget.get("epochs")),
             ("the winner's fidelity", fidelity_text(data.best.fidelity)),
             ("trials asked for", budget.get("n_trials") or "as many as the time budget allows"),
@@ -148,7 +216,12 @@ def summary_section(data: StudyData, retrain: RetrainData | None) -> str:
                 "mean per finished trial",
                 seconds(data.compute_seconds / max(1, data.shares.get("finished", 0))),
             ),
-            ("report retraining (this build)", seconds(retrain.trained_seconds) if retrain else "–"),
+            (
+                "report retraining (this build)",
+                seconds(retrain.trained_seconds)
+                if retrain and retrain.best
+                else "none: the stored model was tested as trained",
+            ),
         ]
     )
     space = table(

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo import console, keys
+from hpo import console, keys, schedule
 from hpo.report.defaults import TOP_K
 
 
@@ -31,10 +31,19 @@ class TrialRow:
     history: dict[str, list[float]] = field(default_factory=dict)
     fail_reason: str = ""
     fidelity: dict[str, Any] | None = None  # multi-fidelity: {rung, train_samples, epochs, full}
+    rung: int | None = None  # multi-fidelity: the rung it trained at (the final's is the highest)
+    rung_value: float | None = None  # its score at that rung (a PRUNED rung trial has no value)
+    promoted_from: int | None = None  # the trial of the rung below whose configuration it trained
+    final: bool = False  # the full-fidelity training of the study's winner
 
     @property
     def epochs_run(self) -> int:
         return len(self.history.get("val_accuracy", []))
+
+    @property
+    def planned_epochs(self) -> int | None:
+        """The epochs its fidelity gave it (None: the study's, without rungs)."""
+        return int(self.fidelity["epochs"]) if self.fidelity and self.fidelity.get("epochs") else None
 
 
 def trial_row(t: FrozenTrial) -> TrialRow:
@@ -55,6 +64,10 @@ def trial_row(t: FrozenTrial) -> TrialRow:
         warm_start=bool(ua.get(keys.WARM_START, False)),
         history={k: [float(x) for x in v] for k, v in history.items() if isinstance(v, list)},
         fidelity=ua.get(keys.FIDELITY) if isinstance(ua.get(keys.FIDELITY), dict) else None,
+        rung=schedule.rung_of(t),
+        rung_value=schedule.rung_value(t),
+        promoted_from=_int_or_none(ua.get(keys.PROMOTED_FROM)),
+        final=bool(ua.get(keys.FINAL, False)),
         fail_reason=str(t.system_attrs.get("fail_reason") or ua.get(keys.FAIL_REASON) or ""),
     )
 

@@ -13,7 +13,7 @@ from hpo.report.collect import StudyData
 from hpo.report.compare import BestSummary, Row, describe
 from hpo.report.figures import Plot
 from hpo.report.markup import esc, kv, plot_html, table
-from hpo.report.runs import RetrainData
+from hpo.report.runs import RetrainData, RunResult
 
 DATASET_TITLES = {
     "fashion_mnist": "Fashion-MNIST",
@@ -128,8 +128,8 @@ def retrained_section(
     if first is not None and first.mistakes:
         figs = "".join(mistake_html(m, best.class_names) for m in first.mistakes)
         grid = (
-            f"<p class='note'>The {len(first.mistakes)} most confident mistakes of the run with seed "
-            f"{esc(first.spec.seed)}.</p><div class='grid'>{figs}</div>"
+            f"<p class='note'>The {len(first.mistakes)} most confident mistakes of "
+            f"{esc(run_name(first))}.</p><div class='grid'>{figs}</div>"
         )
     elif first is not None:
         grid = "<p class='note'>No misclassified test image.</p>"
@@ -265,3 +265,10 @@ def references_section(
         )
     out.append(plot_html(plots["references"]))
     return "".join(out)
+
+
+def run_name(r: RunResult) -> str:
+    """``the study winner as trained (its stored model)`` or ``the run with seed 123``."""
+    if r.spec.role == "stored":
+        return "the study winner as trained (its stored model)"
+    return f"the run with seed {r.spec.seed}"
