@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import optuna
 
-from hpo import artifacts, components, data, models, storage
+from hpo import artifacts, components, data, keys, models, storage
 from hpo.errors import UserError, choices_hint
 from hpo.paths import resolve_study_path
 from hpo.spaces import SearchSpace, load_space
@@ -457,3 +457,9 @@ def _validate(cfg: StudyConfig, *, where: str) -> None:
     storage.check_storage_url(cfg.storage, where=where)
     if cfg.artifact_dir is not None:
         artifacts.check_dir(cfg.artifact_dir, where=where)
+
+
+def stored_config(study: optuna.Study) -> StudyConfig | None:
+    """The resolved config a study was last run with (its ``config`` user attr), or None (none stored)."""
+    stored = study.user_attrs.get(keys.CONFIG)
+    return StudyConfig.from_dict(stored) if isinstance(stored, dict) and stored.get("dataset") else None

@@ -17,6 +17,7 @@ import optuna
 from hpo import artifacts, backend, checkpoints, console, keys, workers
 from hpo.checkpoints import Checkpoints
 from hpo.config import StudyConfig
+from hpo.config import stored_config as stored_config_of
 from hpo.errors import TooManyFailures, UserError, WorkersFailed
 from hpo.loop import Hooks, TrialLoop, open_study
 from hpo.objective import Objective
@@ -142,9 +143,9 @@ def plan_for(study: optuna.Study, cfg: StudyConfig, n_train: int) -> RungPlan | 
 
 def stored_config(storage_url: str, study_name: str) -> StudyConfig:
     """The resolved config a study was last run with (its ``config`` user attr)."""
-    stored = open_existing_study(storage_url, study_name).user_attrs.get(keys.CONFIG)
-    if not isinstance(stored, dict) or not stored.get("dataset"):
+    cfg = stored_config_of(open_existing_study(storage_url, study_name))
+    if cfg is None:
         raise UserError(
             f"study {study_name!r} has no stored config; run it with `hpo run --study FILE` instead"
         )
-    return StudyConfig.from_dict(stored)
+    return cfg

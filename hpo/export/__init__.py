@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo import artifacts, console, keys
 from hpo.config import StudyConfig
+from hpo.config import stored_config as stored_config_of
 from hpo.errors import UserError
 from hpo.paths import probe_dir, write_atomic
 from hpo.storage import open_existing_study
@@ -135,7 +136,7 @@ def export(
     """Write the study's files into ``out``; returns their paths. Bad input raises UserError first."""
     _check_out(out, force)
     study = open_existing_study(cfg.storage, cfg.name)
-    stored = study.user_attrs.get(keys.CONFIG)
+    stored = stored_config_of(study) or cfg
     trials = study.get_trials(deepcopy=False)
     out.mkdir(parents=True, exist_ok=True)
     written = [
@@ -147,7 +148,7 @@ def export(
             lambda p: p.write_text(
                 json.dumps(
                     {
-                        "config": stored if isinstance(stored, dict) else cfg.to_dict(),
+                        "config": stored.to_dict(),
                         "summary": summary(study),
                     },
                     indent=2,

@@ -10,7 +10,6 @@ import plotly.offline
 
 from hpo import artifacts as artifacts_mod
 from hpo import config as config_mod
-from hpo import keys
 from hpo.errors import UserError
 from hpo.paths import probe_file, safe_name, write_atomic
 from hpo.report import collect as collect_mod
@@ -51,6 +50,67 @@ def build_report(
     and transfer runs appear as published numbers only.
     """
     t0 = time.perf_counter()
+    _check_flags(
+        seeds=seeds, epochs=epochs, max_train_samples=max_train_samples, top_k=top_k, references=references
+    )
+    cfg = config_mod.load_study(study).with_overrides(
+        storage=storage, name=study_name, data_dir=data_dir, artifacts=artifacts
+    )
+    where = describe_storage(cfg.storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    st = open_existing_study(cfg.storage, cfg.name, how_to_create="run `hpo run` first")
+    # The config the study ran with (the study file may have changed since), with this run's --data-dir.
+    run_cfg = config_mod.stored_config(st) or cfg
+    data = collect_mod.collect(st, storage=where, top_k=top_k, config=run_cfg.to_dict())
+    log(
+        f"study {data.name!r} in {where}: "
+        f"{', '.join(f'{n} {s}' for s, n in data.state_counts.items() if n)}; "
+        f"best trial {data.best.number} (val accuracy {data.best.value:.4f})"
+    )
+    out_path = _out_path(out, data.name)
+    if no_retrain and references == "measured":
+        references = "published"
+    cache = runs.Cache(cache_path_for(out_path), log=log)
+    results = _test_the_winner(
+        st,
+        data,
+        cfg,
+        run_cfg,
+        cache=cache,
+        seeds=0 if no_retrain else seeds,
+        epochs=epochs,
+        max_train_samples=max_train_samples,
+        references=references,
+        data_dir=data_dir or run_cfg.data.data_dir,
+        force=force_retrain,
+        threads=cfg.threads if threads is None else threads,
+        verbose=verbose,
+        log=log,
+    )
+    best = compare.summarize_best(results, study_value=float(data.best.value))
+    rows = compare.comparison_rows(results, home=run_cfg.dataset) if references != "none" else {}
+    page = render.page(
+        data=data,
+        retrain=results,
+        best=best,
+        rows=rows,
+        plots=_plots(data, results, best, rows),
+        search=figures.search_plots(st, data),
+        plotly_js=plotly.offline.get_plotlyjs(),
+        command=command,
+        build_seconds=time.perf_counter() - t0,
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_path, lambda p: p.write_text(page, encoding="utf-8"))
+    log(
+        f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f}s; "
+        f"retrain cache: {cache.path}"
+    )
+    return out_path
+
+
+def _check_flags(*, seeds: int, epochs, max_train_samples, top_k: int, references: str) -> None:
+    """Bad flags, before anything is opened."""
     for flag, value, low in (
         ("--seeds", seeds, 1),
         ("--epochs", epochs, 1),
@@ -61,41 +121,41 @@ def build_report(
             raise UserError(f"{flag} must be >= {low}, got {value}")
     if references not in REFERENCE_MODES:
         raise UserError(f"--references {references!r}: choose one of {', '.join(REFERENCE_MODES)}")
-    cfg = config_mod.load_study(study).with_overrides(
-        storage=storage, name=study_name, data_dir=data_dir, artifacts=artifacts
-    )
-    where = describe_storage(cfg.storage)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    st = open_existing_study(cfg.storage, cfg.name, how_to_create="run `hpo run` first")
-    stored = st.user_attrs.get(keys.CONFIG)
-    # The config the study ran with (the study file may have changed since), with this run's --data-dir.
-    run_cfg = (
-        config_mod.StudyConfig.from_dict(stored)
-        if isinstance(stored, dict) and stored.get("dataset")
-        else cfg
-    )
-    data = collect_mod.collect(st, storage=where, top_k=top_k, config=run_cfg.to_dict())
-    log(
-        f"study {data.name!r} in {where}: "
-        f"{', '.join(f'{n} {s}' for s, n in data.state_counts.items() if n)}; "
-        f"best trial {data.best.number} (val accuracy {data.best.value:.4f})"
-    )
 
-    out_path = Path(out) if out else Path("reports") / f"{safe_name(data.name)}.html"
+
+def _out_path(out: str | Path | None, name: str) -> Path:
+    """``--out`` (default ``reports/<study>.html``), checked writable by creating a probe file."""
+    out_path = Path(out) if out else Path("reports") / f"{safe_name(name)}.html"
     if out_path.exists() and out_path.is_dir():
         raise UserError(
             f"--out {out_path} is a directory; give a file path such as {out_path / 'report.html'}"
         )
     probe_file(out_path, where="--out", what="the report", fix="pass --out with a writable path")
-    if no_retrain and references == "measured":
-        references = "published"
+    return out_path
+
+
+def _test_the_winner(
+    st: optuna.Study,
+    data: collect_mod.StudyData,
+    cfg: config_mod.StudyConfig,
+    run_cfg: config_mod.StudyConfig,
+    *,
+    cache: runs.Cache,
+    seeds: int,
+    epochs: int | None,
+    max_train_samples: int | None,
+    references: str,
+    data_dir: str | None,
+    force: bool,
+    threads: int,
+    verbose: bool,
+    log: Log,
+) -> runs.RetrainData:
+    """The winner's stored model tested as trained, its retrains (``seeds``; 0: none), the references."""
     # The winner is retrained under the protocol it was trained with: a multi-fidelity winner's epochs.
     fidelity = data.best.fidelity or {}
     proto = runs.protocol(
-        run_cfg,
-        epochs=epochs or fidelity.get("epochs"),
-        max_train_samples=max_train_samples,
-        seeds=0 if no_retrain else seeds,
+        run_cfg, epochs=epochs or fidelity.get("epochs"), max_train_samples=max_train_samples, seeds=seeds
     )
     if fidelity:
         log(
@@ -121,25 +181,24 @@ def build_report(
         )
     else:
         log(f"no stored model: {why_none}")
-    cache = runs.Cache(cache_path_for(out_path), log=log)
-    data_dir_used = data_dir or run_cfg.data.data_dir
     results = retrain.run_all(
         specs,
         proto=proto,
         references_mode=references,
         cache=cache,
-        data_dir=data_dir_used,
-        force=force_retrain,
-        threads=cfg.threads if threads is None else threads,
+        data_dir=data_dir,
+        force=force,
+        threads=threads,
         verbose=verbose,
         log=log,
     )
     results.stored_note = why_none
+    return results
 
-    home = run_cfg.dataset
-    best = compare.summarize_best(results, study_value=float(data.best.value))
-    rows = compare.comparison_rows(results, home=home) if references != "none" else {}
-    plots = {
+
+def _plots(data: collect_mod.StudyData, results: runs.RetrainData, best, rows) -> dict[str, figures.Plot]:
+    """The report's own figures (Optuna's search plots aside)."""
+    return {
         "curves": figures.curves(data.top),
         "pareto": figures.pareto(data),
         "seeds": figures.seeds(results.best, float(data.best.value)),
@@ -149,22 +208,3 @@ def build_report(
         else figures.Plot("Confusion matrix", None, "not available: no retrained run"),
         "references": figures.references(rows, testset.DATASET_TITLES),
     }
-    search = figures.search_plots(st, data)
-    page = render.page(
-        data=data,
-        retrain=results,
-        best=best,
-        rows=rows,
-        plots=plots,
-        search=search,
-        plotly_js=plotly.offline.get_plotlyjs(),
-        command=command,
-        build_seconds=time.perf_counter() - t0,
-    )
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_path, lambda p: p.write_text(page, encoding="utf-8"))
-    log(
-        f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f}s; "
-        f"retrain cache: {cache.path}"
-    )
-    return out_path

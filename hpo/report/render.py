@@ -18,7 +18,8 @@ from hpo.report.compare import BestSummary, Row, describe
 from hpo.report.figures import Plot
 from hpo.report.ladder import RungView
 from hpo.report.markup import CSS, badge, esc, kv, plot_html, table
-from hpo.report.runs import RetrainData
+from hpo.report.rows import TrialRow
+from hpo.report.runs import RetrainData, RunResult
 from hpo.report.testset import DATASET_TITLES, references_section, retrained_section
 
 SECTIONS = (
@@ -166,16 +167,48 @@ def fidelity_text(fid: Mapping[str, Any] | None) -> str:
 
 
 def summary_section(data: StudyData, retrain: RetrainData | None) -> str:
+    runs = (retrain.best or retrain.stored) if retrain else []
+    # A multi-fidelity study shows no pruner: none ran (rungs promote instead).
+    shown = {k: v for k, v in data.config.items() if not (data.rungs is not None and k == "pruner")}
+    config = esc(json.dumps(shown, indent=2, default=str))
+    space = table(
+        ["parameter", "type", "range / choices", "log", "sampled when"],
+        space_rows(data.config.get("space") or {}),
+    )
+    counts = table(
+        ["state", "trials"],
+        [[s, n] for s, n in data.state_counts.items() if n or s in ("complete", "pruned", "fail")],
+        numeric=(1,),
+    )
+    attrs = ""
+    if data.user_attrs:
+        attrs = "<h3>Study user attributes</h3>" + table(
+            ["key", "value"], [[k, json.dumps(v, default=str)[:500]] for k, v in data.user_attrs.items()]
+        )
+    return (
+        f"<h3>Configuration</h3>{_config_facts(data)}<h3>Search space</h3>{space}"
+        f"<h3>Trials by state</h3>{counts}<h3>Compute</h3>{_compute(data, retrain)}"
+        f"<h3>Best trial</h3>{_best_trial(data.best)}<h3>Best model architecture</h3>{_architecture(runs)}"
+        f"<h3>Environment</h3>{_environment(data, runs)}{attrs}"
+        f"<details><summary>All {len(data.trials)} trials</summary>{_trials_table(data)}</details>"
+        f"<details><summary>Resolved config (as stored with the study)</summary><pre>{config}</pre></details>"
+    )
+
+
+def _component(x: Mapping[str, Any]) -> str:
+    opts = ", ".join(f"{k}={fmt(v)}" for k, v in (x.get("options") or {}).items())
+    return f"{x.get('name', '?')}" + (f" ({opts})" if opts else "")
+
+
+def _config_facts(data: StudyData) -> str:
     c = data.config
     d, es, budget = c.get("data") or {}, c.get("early_stopping") or {}, c.get("budget") or {}
-    sampler, pruner = c.get("sampler") or {}, c.get("pruner") or {}
-    pruned_by = "not used: rungs promote between fidelities" if data.rungs is not None else None
-
-    def comp(x: Mapping[str, Any]) -> str:
-        opts = ", ".join(f"{k}={fmt(v)}" for k, v in (x.get("options") or {}).items())
-        return f"{x.get('name', '?')}" + (f" ({opts})" if opts else "")
-
-    facts = kv(
+    pruner = (
+        "not used: rungs promote between fidelities"
+        if data.rungs is not None
+        else _component(c.get("pruner") or {})
+    )
+    return kv(
         [
             ("study", data.name),
             ("storage", data.storage or "–"),
@@ -183,8 +216,8 @@ def summary_section(data: StudyData, retrain: RetrainData | None) -> str:
             ("dataset", c.get("dataset", "–")),
             ("model family", c.get("model", "–")),
             ("objective", f"{data.direction} best validation accuracy over epochs"),
-            ("sampler", comp(sampler)),
-            ("pruner", pruned_by or comp(pruner)),
+            ("sampler", _component(c.get("sampler") or {})),
+            ("pruner", pruner),
             ("epochs per trial (max)", budget.get("epochs")),
             ("the winner's fidelity", fidelity_text(data.best.fidelity)),
             ("trials asked for", budget.get("n_trials") or "as many as the time budget allows"),
@@ -204,12 +237,10 @@ def summary_section(data: StudyData, retrain: RetrainData | None) -> str:
             ("seed", c.get("seed")),
         ]
     )
-    counts = table(
-        ["state", "trials"],
-        [[s, n] for s, n in data.state_counts.items() if n or s in ("complete", "pruned", "fail")],
-        numeric=(1,),
-    )
-    compute = kv(
+
+
+def _compute(data: StudyData, retrain: RetrainData | None) -> str:
+    return kv(
         [
             ("trials' wall time (sum)", seconds(data.compute_seconds)),
             (
@@ -224,11 +255,10 @@ def summary_section(data: StudyData, retrain: RetrainData | None) -> str:
             ),
         ]
     )
-    space = table(
-        ["parameter", "type", "range / choices", "log", "sampled when"], space_rows(c.get("space") or {})
-    )
-    b = data.best
-    best = kv(
+
+
+def _best_trial(b: TrialRow) -> str:
+    facts = kv(
         [
             ("trial", b.number),
             ("validation accuracy", pct(b.value, 2)),
@@ -241,49 +271,48 @@ def summary_section(data: StudyData, retrain: RetrainData | None) -> str:
             ("trial wall time", seconds(b.seconds)),
         ]
     )
-    best_params = table(["parameter", "value"], [[k, v] for k, v in b.params.items()])
-    arch = "<p class='missing'>The architecture comes from the first retrained run; none was run.</p>"
-    runs = (retrain.best or retrain.stored) if retrain else []
+    return facts + table(["parameter", "value"], [[k, v] for k, v in b.params.items()])
+
+
+def _architecture(runs: Sequence[RunResult]) -> str:
     first = next((r for r in runs if r.architecture), None)
-    if first is not None:
-        arch = table(
-            ["layer", "type", "output shape", "parameters"],
-            [[a["name"], a["type"], a["output_shape"], a["params"]] for a in first.architecture],
-            numeric=(3,),
-        )
-        arch += f"<p class='note'>{esc(first.n_params)} parameters in total (trainable and not).</p>"
+    if first is None:
+        return "<p class='missing'>The architecture comes from the first retrained run; none was run.</p>"
+    arch = table(
+        ["layer", "type", "output shape", "parameters"],
+        [[a["name"], a["type"], a["output_shape"], a["params"]] for a in first.architecture],
+        numeric=(3,),
+    )
+    return arch + f"<p class='note'>{esc(first.n_params)} parameters in total (trainable and not).</p>"
+
+
+def _environment(data: StudyData, runs: Sequence[RunResult]) -> str:
     env = data.environment
     devices = sorted({r.device for r in runs}) if runs else []
-    env_pairs = [
-        ("python", env.get("python")),
-        *[(f"package {k}", v) for k, v in env.get("packages", {}).items()],
-        ("platform", env.get("platform")),
-        ("CPU", f"{env.get('cpu')} ({env.get('cpu_count')} logical cores)"),
-        ("retrained on", ", ".join(devices) or "–"),
-        ("git commit", env.get("git")),
-    ]
-    attrs = ""
-    if data.user_attrs:
-        attrs = "<h3>Study user attributes</h3>" + table(
-            ["key", "value"], [[k, json.dumps(v, default=str)[:500]] for k, v in data.user_attrs.items()]
-        )
-    trials = table(
+    return kv(
         [
-            "trial",
-            "state",
-            "value",
-            "wall time",
-            "epochs",
-            "stop reason",
-            "params",
-            "n params",
-            "fail reason",
-        ],
+            ("python", env.get("python")),
+            *[(f"package {k}", v) for k, v in env.get("packages", {}).items()],
+            ("platform", env.get("platform")),
+            ("CPU", f"{env.get('cpu')} ({env.get('cpu_count')} logical cores)"),
+            ("retrained on", ", ".join(devices) or "–"),
+            ("git commit", env.get("git")),
+        ]
+    )
+
+
+def _trials_table(data: StudyData) -> str:
+    """Every trial; in a multi-fidelity study with its rung, and a rung trial's score at that rung."""
+    mf = data.rungs is not None
+    head = ["trial", *(["rung"] if mf else []), "state", "value", "wall time", "epochs", "stop reason"]
+    return table(
+        [*head, "params", "n params", "fail reason"],
         [
             [
                 t.number,
+                *([t.rung] if mf else []),
                 t.state,
-                t.value,
+                t.value if t.value is not None else t.rung_value,
                 seconds(t.seconds),
                 t.epochs_run or "–",
                 t.stop_reason or "–",
@@ -293,16 +322,7 @@ def summary_section(data: StudyData, retrain: RetrainData | None) -> str:
             ]
             for t in data.trials
         ],
-        numeric=(0, 2, 3, 4, 7),
-    )
-    config = esc(json.dumps(data.config, indent=2, default=str))
-    return (
-        f"<h3>Configuration</h3>{facts}<h3>Search space</h3>{space}"
-        f"<h3>Trials by state</h3>{counts}<h3>Compute</h3>{compute}"
-        f"<h3>Best trial</h3>{best}{best_params}<h3>Best model architecture</h3>{arch}"
-        f"<h3>Environment</h3>{kv(env_pairs)}{attrs}"
-        f"<details><summary>All {len(data.trials)} trials</summary>{trials}</details>"
-        f"<details><summary>Resolved config (as stored with the study)</summary><pre>{config}</pre></details>"
+        numeric=(0, 3, 4, 5, 8) if mf else (0, 2, 3, 4, 7),
     )
 
 
