@@ -166,7 +166,17 @@ def make_flags(
     """The checks' findings. ``boundary`` is of sampled values only (a warm start's fixed values are the
     user's choice). With ``rungs`` (a multi-fidelity study) PRUNED is how every rung trial ends, so it gets
     no pruning advice, and the search's own checks are added."""
-    flags: list[Flag] = []
+    return [
+        *boundary_flags(boundary),
+        *failure_flags(shares, pruning=rungs is None),
+        *overfitting_flags(gaps),
+        *(rung_flags(rungs, shares) if rungs is not None else []),
+        *undertrained_flags(top, max_epochs),
+    ]
+
+
+def boundary_flags(boundary: Sequence[BoundaryCheck]) -> list[Flag]:
+    flags = []
     for b in boundary:
         scale = "log range" if b.log else "range"
         where = (
@@ -175,27 +185,24 @@ def make_flags(
             f"({b.position:.0%} of the {scale})"
         )
         if b.at_edge:
-            flags.append(
-                Flag(
-                    "boundary",
-                    "warn",
-                    b.param,
-                    f"{where}: the best value sits at the {b.at_edge} edge; widen the range "
-                    f"{'down' if b.at_edge == 'low' else 'up'} and search again",
-                )
-            )
+            way = "down" if b.at_edge == "low" else "up"
+            edge = f"the best value sits at the {b.at_edge} edge"
+            message = f"{where}: {edge}; widen the range {way} and search again"
+            flags.append(Flag("boundary", "warn", b.param, message))
         else:
             flags.append(Flag("boundary", "ok", b.param, f"{where}: inside the range"))
+    return flags
+
+
+def failure_flags(shares: Mapping[str, float], *, pruning: bool) -> list[Flag]:
+    """Failed and diverged shares; the pruned share only where a pruner ran (``pruning``)."""
+    flags = []
     n = int(shares.get("finished", 0))
-    pruned = (
-        ()
-        if rungs
-        else (("pruned", PRUNED_SHARE_WARN, "the pruner may stop trials too early; raise min_resource"),)
-    )
+    pruned = (("pruned", PRUNED_SHARE_WARN, "the pruner may stop trials too early; raise min_resource"),)
     for key, limit, advice in (
         ("failed", FAILED_SHARE_WARN, "read the fail reasons in the trial table"),
         ("diverged", DIVERGED_SHARE_WARN, "lower the learning-rate range or add clipping"),
-        *pruned,
+        *(pruned if pruning else ()),
     ):
         share = shares.get(key, 0.0)
         level = "warn" if share > limit else ("ok" if key != "pruned" else "info")
@@ -208,6 +215,11 @@ def make_flags(
                 msg + (f" (over {limit:.0%}): {advice}" if level == "warn" else ""),
             )
         )
+    return flags
+
+
+def overfitting_flags(gaps: Sequence[GapCheck]) -> list[Flag]:
+    flags = []
     for g in gaps:
         level = "warn" if g.accuracy_gap > OVERFIT_GAP_WARN else "ok"
         flags.append(
@@ -221,33 +233,28 @@ def make_flags(
                 + ("; more regularization may help" if level == "warn" else ""),
             )
         )
-    if rungs is not None:
-        flags += rung_flags(rungs, shares)
+    return flags
+
+
+def undertrained_flags(top: Sequence[TrialRow], max_epochs: int | None) -> list[Flag]:
+    """Still improving at its last epoch, counted against the trial's own epochs (a rung's, the final's)."""
+    flags = []
     for r in top:
         if not r.history.get("val_accuracy"):
             continue
         n_ep = r.epochs_run
-        planned = r.planned_epochs or max_epochs  # a trial's own epochs: a rung's, or the final's
+        planned = r.planned_epochs or max_epochs
         of = f" of {planned}" if planned else ""
         if still_improving(r):
-            flags.append(
-                Flag(
-                    "undertrained",
-                    "warn",
-                    f"trial {r.number}",
-                    f"validation accuracy still rising at the last epoch ({n_ep}{of}); more epochs may help",
-                )
-            )
+            message = f"validation accuracy still rising at the last epoch ({n_ep}{of}); more epochs may help"
+            flags.append(Flag("undertrained", "warn", f"trial {r.number}", message))
         else:
-            flags.append(
-                Flag(
-                    "undertrained",
-                    "ok",
-                    f"trial {r.number}",
-                    f"validation accuracy peaked at epoch {_argmax(r.history['val_accuracy']) + 1} "
-                    f"(ran {n_ep}{of} epochs; {r.stop_reason or 'unknown stop reason'})",
-                )
+            peak = _argmax(r.history["val_accuracy"]) + 1
+            message = (
+                f"validation accuracy peaked at epoch {peak} "
+                f"(ran {n_ep}{of} epochs; {r.stop_reason or 'unknown stop reason'})"
             )
+            flags.append(Flag("undertrained", "ok", f"trial {r.number}", message))
     return flags
 
 

@@ -28,6 +28,51 @@ def retrained_section(
 ) -> str:
     if retrain is None:
         return "<p class='missing'>Retraining was not run.</p>"
+    head = f"<h3>Protocol</h3>{_protocol(retrain)}"
+    home = (data.config or {}).get("dataset", "")
+    st = retrain.datasets.get(home)
+    if best is None:
+        reason = (
+            missing_dataset(st, home)
+            if st is not None and not st.available
+            else "<p class='missing'>No retrained run is available.</p>"
+        )
+        return head + reason
+    note = f"<p class='missing'>{esc(best.protocol_note)}</p>" if best.protocol_note else ""
+    runs = retrain.best or retrain.stored
+    if best.from_stored:
+        agree = (
+            "<p class='note'>The stored model is the one the study measured; the study picked it as the "
+            "maximum over many noisy runs, so its validation accuracy tends to be optimistic. "
+            "<code>hpo report --seeds N</code> retrains it with fresh seeds for an unbiased estimate.</p>"
+        )
+    else:
+        agree = (
+            "<p class='note'>The study picked this trial as the maximum over many noisy runs, so its "
+            "validation accuracy tends to be optimistic; fresh seeds give an unbiased estimate. A difference "
+            "within a seed's standard deviation means the study's number is reproducible.</p>"
+        )
+    classes = table(
+        ["class", "precision", "recall", "F1", "support"],
+        [[r.name, r.precision, r.recall, r.f1, r.support] for r in best.per_class]
+        + [[f"{k} average", v["precision"], v["recall"], v["f1"], ""] for k, v in best.averages.items()],
+        numeric=(1, 2, 3, 4),
+    )
+    return (
+        head
+        + note
+        + f"<h3>Results</h3>{_results(data, retrain, best, st, runs)}{agree}{_per_run(retrain)}"
+        + plot_html(plots["seeds"])
+        + plot_html(plots["retrain_curves"])
+        + "<h3>Per-class precision, recall and F1 (test set, pooled over the runs)</h3>"
+        + classes
+        + plot_html(plots["confusion"])
+        + "<h3>Misclassified test images</h3>"
+        + _mistakes(runs, best)
+    )
+
+
+def _protocol(retrain: RetrainData) -> str:
     p = retrain.protocol
     proto = kv(
         [
@@ -44,18 +89,12 @@ def retrained_section(
             ("cache", retrain.cache_path),
         ]
     )
-    head = f"<h3>Protocol</h3>{proto}"
-    home = (data.config or {}).get("dataset", "")
-    st = retrain.datasets.get(home)
-    if best is None:
-        reason = (
-            missing_dataset(st, home)
-            if st is not None and not st.available
-            else "<p class='missing'>No retrained run is available.</p>"
-        )
-        return head + reason
-    note = f"<p class='missing'>{esc(best.protocol_note)}</p>" if best.protocol_note else ""
-    runs = retrain.best or retrain.stored
+    return proto
+
+
+def _results(
+    data: StudyData, retrain: RetrainData, best: BestSummary, st: Any, runs: Sequence[RunResult]
+) -> str:
     results = kv(
         [
             ("test accuracy", describe(best.test_accuracy)),
@@ -85,6 +124,10 @@ def retrained_section(
             ),
         ]
     )
+    return results
+
+
+def _per_run(retrain: RetrainData) -> str:
     per_run = table(
         [
             "seed",
@@ -113,17 +156,10 @@ def retrained_section(
         ],
         numeric=(1, 2, 3, 4, 6, 7),
     )
-    agree = (
-        "<p class='note'>The study picked this trial as the maximum over many noisy runs, so its validation "
-        "accuracy tends to be optimistic; fresh seeds give an unbiased estimate. A difference within a "
-        "seed's standard deviation means the study's number is reproducible.</p>"
-    )
-    classes = table(
-        ["class", "precision", "recall", "F1", "support"],
-        [[r.name, r.precision, r.recall, r.f1, r.support] for r in best.per_class]
-        + [[f"{k} average", v["precision"], v["recall"], v["f1"], ""] for k, v in best.averages.items()],
-        numeric=(1, 2, 3, 4),
-    )
+    return per_run
+
+
+def _mistakes(runs: Sequence[RunResult], best: BestSummary) -> str:
     first = next((r for r in runs if r.mistakes is not None), None)
     if first is not None and first.mistakes:
         figs = "".join(mistake_html(m, best.class_names) for m in first.mistakes)
@@ -135,18 +171,7 @@ def retrained_section(
         grid = "<p class='note'>No misclassified test image.</p>"
     else:
         grid = "<p class='missing'>No stored images (the first seed's run holds them).</p>"
-    return (
-        head
-        + note
-        + f"<h3>Results</h3>{results}{agree}{per_run}"
-        + plot_html(plots["seeds"])
-        + plot_html(plots["retrain_curves"])
-        + "<h3>Per-class precision, recall and F1 (test set, pooled over the runs)</h3>"
-        + classes
-        + plot_html(plots["confusion"])
-        + "<h3>Misclassified test images</h3>"
-        + grid
-    )
+    return grid
 
 
 def mistake_html(m: Mapping[str, Any], names: Sequence[str]) -> str:
