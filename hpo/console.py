@@ -82,8 +82,9 @@ def announce(study: optuna.Study, cfg: Any, out: TextIO) -> None:
         started0 = sum(t.user_attrs.get(keys.RUNG) == 0 for t in trials)
         cap = cfg.budget.n_trials
         if finals and (cap is None or started0 >= cap):
+            won = max(finals, key=lambda t: (t.value is not None, t.value or 0.0, -t.number)).number
             print(
-                f"the study has its full-fidelity winner (trial {finals[0].number}) and {started0} "
+                f"the study has its full-fidelity winner (trial {won}) and {started0} "
                 f"configurations; nothing to run. Pass --n-trials {started0 + 10} to add configurations "
                 "(a new final is trained if the winner changes).",
                 file=out,

@@ -218,6 +218,8 @@ class RungPlan:
         # A failed final is not the end: an interrupted one has a re-queued copy waiting to resume.
         if not any(t.state in keys.FINISHED for t in self.finals(trials)):
             return False
+        if any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials):
+            return False  # a re-queued copy waits, or another worker's trial runs
         return self.next(trials, now) is None
 
     def candidate(self, trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
@@ -282,17 +284,13 @@ class RungPlan:
         return {"params": dict(best.params), "user_attrs": attrs}
 
     def _new_final(self, trials: Sequence[FrozenTrial], best: FrozenTrial) -> bool:
-        """Whether ``best`` needs a final: none was started yet, or the last finished one trained another
-        configuration (an extended study whose winner changed). A running, waiting or failed final (an
-        interrupted one is re-queued) blocks a new one."""
+        """Whether ``best`` needs a final: no final has trained it yet (in any state: a failed one is not
+        retried, an interrupted one has a re-queued copy), and no other final is running or waiting. An
+        extended study whose winner changed gets one."""
         finals = self.finals(trials)
-        if not finals:
-            return True
-        live = [t for t in finals if t.state != TrialState.FAIL]  # an interrupted one has a live copy
-        if not live or any(t.state not in keys.FINISHED for t in live):
+        if any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in finals):
             return False
-        latest = max(live, key=lambda t: t.number)
-        return latest.user_attrs.get(keys.PROMOTED_FROM) != best.number
+        return all(t.user_attrs.get(keys.PROMOTED_FROM) != best.number for t in finals)
 
     def _promotion(
         self, trials: Sequence[FrozenTrial], now: float, end: float | None

@@ -43,6 +43,14 @@ def worker_command(cfg: StudyConfig, index: int, *, threads: int, verbose: bool 
     return cmd + (["-v"] if verbose else [])
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, as ``taskset`` or a benchmark sets it), or all
+    of them where the platform has no mask."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def run_workers(
     cfg: StudyConfig,
     n_workers: int,
@@ -59,7 +67,7 @@ def run_workers(
     on. Either way each worker gets time to store its interrupted trial (and re-queue it) before
     it is terminated.
     """
-    threads = cfg.threads or max(1, len(os.sched_getaffinity(0)) // n_workers)  # cores this process may use
+    threads = cfg.threads or max(1, usable_cores() // n_workers)
     print(f"starting {n_workers} workers x {threads} TensorFlow threads", file=out, flush=True)
     procs = [
         subprocess.Popen(

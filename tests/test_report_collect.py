@@ -196,8 +196,8 @@ def test_early_stopped_trial_is_not_undertrained():
 
 
 def test_fail_reason_from_user_attrs_counts_as_diverged():
-    rows = [rows.trial_row(t) for t in study_with(complete(0.9), failed(attr="user")).trials]
-    assert K.finished_shares(rows)["diverged"] == 0.5
+    trial_rows = [rows.trial_row(t) for t in study_with(complete(0.9), failed(attr="user")).trials]
+    assert K.finished_shares(trial_rows)["diverged"] == 0.5
 
 
 def test_pareto_front_handles_ties_and_dominance():

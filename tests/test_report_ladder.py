@@ -48,7 +48,7 @@ def test_collect_reads_the_busiest_rung_and_the_verdict(mf_study):
     assert v.final_is_warm == data.best.warm_start
     # every configuration's path starts at rung 0; the winner's reaches the final
     assert len(data.rungs.paths) == 7 and any(data.best.number in p for p in data.rungs.paths)
-    assert all(f.kind != "boundary" or "warm" not in f.message for f in data.flags)
+    assert all(f.check != "boundary" or "warm" not in f.message for f in data.flags)
     messages = " ".join(f.message for f in data.flags)
     assert "raise min_resource" not in messages and "every rung trial does" in messages
 

@@ -26,7 +26,7 @@ OVERFIT_GAP_WARN = 0.05  # train - val accuracy at the best epoch
 class Flag:
     """One visible check result. level: ok | warn | info."""
 
-    check: str  # boundary | failures | overfitting | undertrained
+    check: str  # boundary | failures | overfitting | undertrained | search (multi-fidelity)
     level: str
     subject: str  # a parameter name, "trial N" or "study"
     message: str

@@ -332,6 +332,7 @@ def checks_section(flags: Sequence[Flag]) -> str:
         "failures": "Failed, pruned and diverged trials",
         "overfitting": "Overfitting gap of the top trials (at their best epoch)",
         "undertrained": "Still improving at the last epoch (under-trained)",
+        "search": "What the multi-fidelity search found",
     }
     out = []
     for key, title in titles.items():
