@@ -124,3 +124,29 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
         cwd=cwd or ROOT,
         timeout=timeout,
     )
+
+
+MF_RUNGS = (
+    "[multi_fidelity]\nrungs = [{ train_samples = 100, epochs = 1 }, { train_samples = 200, epochs = 2 }]\n"
+)
+
+
+@pytest.fixture(scope="session")
+def mf_study(tmp_path_factory):
+    """A finished multi-fidelity study (6 configurations, a warm start, tiny rungs), run once per session:
+    (study file, data dir, optuna.Study)."""
+    import optuna
+
+    from hpo import cli, config
+
+    tmp = tmp_path_factory.mktemp("mf")
+    data_dir = tmp / "data"
+    data_dir.mkdir()
+    xtr, ytr = synthetic_images(400, seed=0)
+    xte, yte = synthetic_images(100, seed=1)
+    np.savez(data_dir / "mnist.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    path = write_study(tmp, n_trials=6, study_extra=WARM_START, pruner='name = "hyperband"')
+    path.write_text(path.read_text() + "\n" + MF_RUNGS)
+    assert cli.main(["run", "--study", str(path), "--data-dir", str(data_dir)]) == 0
+    cfg = config.load_study(str(path))
+    return path, data_dir, optuna.load_study(study_name=cfg.name, storage=cfg.storage)

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import ast
 
-import optuna
-
-from hpo import cli, config, keys
-from tests.conftest import ROOT, WARM_START, write_study
-
-RUNGS = (
-    "[multi_fidelity]\nrungs = [{ train_samples = 100, epochs = 1 }, { train_samples = 200, epochs = 2 }]\n"
-)
+from hpo import keys
+from tests.conftest import ROOT
 
 
 def _literal_keys(path) -> list[str]:
@@ -42,12 +36,8 @@ def test_the_package_names_no_attr_key_as_a_bare_string():
     assert literals == [], "use the constants of hpo/keys.py:\n" + "\n".join(literals)
 
 
-def test_every_key_a_study_run_writes_is_one_of_hpo_keys(tmp_path, data_dir):
-    study_file = write_study(tmp_path, n_trials=3, study_extra=WARM_START)
-    study_file.write_text(study_file.read_text() + "\n" + RUNGS)
-    assert cli.main(["run", "--study", str(study_file), "--data-dir", str(data_dir)]) == 0
-    cfg = config.load_study(str(study_file))
-    study = optuna.load_study(study_name=cfg.name, storage=cfg.storage)
+def test_every_key_a_study_run_writes_is_one_of_hpo_keys(mf_study):
+    _, _, study = mf_study  # a multi-fidelity run with a warm start, promotions and a final
     written = {k for t in study.trials for k in t.user_attrs}
     assert {keys.RUNG, keys.WARM_START, keys.FIDELITY, keys.FINAL, keys.HISTORY} <= written
     assert written <= keys.TRIAL_ATTRS, written - keys.TRIAL_ATTRS

@@ -182,11 +182,13 @@ def test_budget_durations_parse():
 
 
 def test_an_interrupted_final_is_not_the_end_of_the_study(tmp_path):
-    plan = _plan(tmp_path)
-    final = _trial(0, 2, 0.9, state=TrialState.FAIL, final=True)
-    copy = _trial(1, 2, 0.9, state=TrialState.WAITING, final=True, retry_of=0)
-    assert not plan.done([final, copy], now=1001.0)
-    assert plan.done([final, _trial(1, 2, 0.9, state=TrialState.COMPLETE, final=True)], now=1001.0)
+    plan = _plan(tmp_path, n_trials=1)
+    rung0 = _trial(2, 0, 0.8)  # the one configuration n_trials asks for
+    final = _trial(0, 2, 0.9, state=TrialState.FAIL, final=True, promoted_from=2)
+    copy = _trial(1, 2, 0.9, state=TrialState.WAITING, final=True, retry_of=0, promoted_from=2)
+    assert not plan.done([rung0, final, copy], now=1001.0)
+    done = _trial(1, 2, 0.9, state=TrialState.COMPLETE, final=True, promoted_from=2)
+    assert plan.done([rung0, final, done], now=1001.0)
 
 
 def test_a_warm_start_goes_on_whatever_its_score_and_outside_the_quota(tmp_path):
@@ -349,6 +351,7 @@ def test_no_configuration_starts_at_rung_0_when_it_could_not_finish_before_the_s
     assert plan.next(trials, now=1495.0)["user_attrs"]["final"]  # 10 s would end after 1500: the final now
 
 
+@pytest.mark.slow
 def test_a_larger_n_trials_extends_a_finished_study_and_a_new_winner_gets_a_final(tmp_path, data_dir, capsys):
     study_file = _mf_study(tmp_path, n_trials=3)
     args = ["run", "--study", str(study_file), "--data-dir", str(data_dir)]
@@ -380,6 +383,7 @@ def test_a_larger_n_trials_extends_a_finished_study_and_a_new_winner_gets_a_fina
     assert "nothing to run" in capsys.readouterr().out and len(state()[0]) == len(trials)
 
 
+@pytest.mark.slow
 def test_max_train_samples_caps_the_printed_and_stored_rungs(tmp_path, data_dir, capsys):
     study_file = _mf_study(tmp_path, n_trials=2)
     args = ["run", "--study", str(study_file), "--data-dir", str(data_dir), "--max-train-samples", "150"]
