@@ -188,48 +188,14 @@ def lane_hpo(args, cfg, splits, work: Path, t0: float) -> dict:
     return out
 
 
-def _clock(lr0: float | None, start: float, deadline: float, margin: float):
-    """A Keras callback that ends training in time for a last validation pass and the model's file.
-
-    With ``lr0`` the learning rate follows a cosine from ``lr0`` at ``start`` to 0 at the end of training,
-    set before every batch (a float rate: a Keras schedule object cannot be moved). The end is ``deadline``
-    less ``margin`` at first, then, once a validation pass has been timed, less 1.5 of them and 5 s.
-    """
-    from hpo import backend
-
-    keras = backend.keras()
-
-    class Clock(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.end = deadline - margin
-            self._val_t = 0.0
-
-        def on_test_begin(self, logs=None):
-            self._val_t = time.time()
-
-        def on_test_end(self, logs=None):
-            self.end = min(self.end, deadline - 1.5 * (time.time() - self._val_t) - 5.0)
-
-        def on_train_batch_begin(self, batch, logs=None):
-            frac = min(1.0, max(0.0, (time.time() - start) / max(self.end - start, 1e-9)))
-            if lr0 is not None:
-                self.model.optimizer.learning_rate = lr0 * 0.5 * (1.0 + math.cos(math.pi * frac))
-            if frac >= 1.0:
-                self.model.stop_training = True  # the epoch ends with this batch; its validation runs
-
-    return Clock()
-
-
 def lane_warm_start_only(args, cfg, splits, work: Path, t0: float) -> dict:
     """The first warm start, once, until the deadline: no search, no early stopping."""
     from hpo import training
 
     params = dict(cfg.warm_start[0])
     decay = params.get("lr_schedule", "constant") == "cosine"
-    params["lr_schedule"] = "constant"  # the clock sets the rate instead
-    lr0 = float(params.get("learning_rate", 1e-3)) if decay else None
-    clock = _clock(lr0, t0, t0 + args.budget, margin=max(10.0, 0.02 * args.budget))
+    params["lr_schedule"] = "constant"  # the clock sets the rate instead (as in hpo's budgeted final)
+    clock = training.clock_decay(t0 + args.budget, decay=decay, margin=max(10.0, 0.02 * args.budget))
     curve: list[list[float]] = []
 
     def hook(end):

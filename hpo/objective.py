@@ -10,6 +10,7 @@ happens to a trial (dashboard notes) comes in as hooks. Only the validation spli
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Callable, Sequence
 
 import optuna
@@ -135,12 +136,21 @@ class Objective:
                         meta={"trial": trial.number, "params": params, "reported": reporter.reported},
                     )
 
+            train_params, callbacks = dict(params), []
+            if fid is not None and fid.until_deadline and fid.time_limit:
+                # Until the deadline, a cosine schedule decaying by the clock: it ends its decay in time
+                # whatever the machine's speed (max_final_epochs still caps the epochs).
+                cosine = train_params.get("lr_schedule") == "cosine"
+                train_params["lr_schedule"] = "constant"
+                callbacks.append(training.clock_decay(time.time() + fid.time_limit, decay=cosine))
+                epochs = cfg.multi_fidelity.max_final_epochs
             result = training.train(
                 cfg.model,
-                params,
+                train_params,
                 splits,
                 epochs=epochs,
                 seed=seed,
+                callbacks=callbacks,
                 # A budgeted final trains for the epochs the plan gave it and keeps its best-val_accuracy
                 # epoch: early stopping on val_loss would cut a long cosine run at its val_loss minimum.
                 early_stopping=None if fid is not None and fid.budgeted_final else cfg.early_stopping,

@@ -23,7 +23,10 @@ Cost: every trial records its measured images per second; a promotion whose expe
 limit. With a time budget (``--budget``), ``final_share`` of it is kept for the winner's full-fidelity
 training, which gets as many epochs as fit before the deadline (at most ``max_final_epochs``): longer training
 helps the winner (``benchmarks/RESULTS.md``); when the current candidate's ``max_final_epochs`` need less than
-that share, the search keeps the difference, so a long budget is not left unused. That run has no early
+that share, the search keeps the difference, so a long budget is not left unused. When the deadline, not
+``max_final_epochs``, bounds the final, it trains until its time limit and a cosine schedule decays by the
+clock (``training.clock_decay``): it finishes its decay before the deadline on a slow day and uses the time
+a fast day leaves. That run has no early
 stopping (a long cosine schedule's validation loss turns up long before its accuracy stops improving); it
 keeps the weights of its best-``val_accuracy`` epoch, as every stored model does.
 """
@@ -52,6 +55,9 @@ class Fidelity:
     epochs: int
     time_limit: float | None = None  # seconds; the run stops (keeping its best epoch) when it is spent
     budgeted_final: bool = False  # the winner's training planned by a time budget: no early stopping
+    # A budgeted final that the deadline bounds (fewer epochs fit than max_final_epochs): it trains until
+    # its time limit and a cosine schedule decays by the clock (training.clock_decay), not over epochs.
+    until_deadline: bool = False
     rung_epochs: int | None = None  # a rung's own epochs, when ``epochs`` is scaled (``scale_top_rung``)
 
     def as_attr(self) -> dict[str, Any]:
@@ -117,6 +123,7 @@ class RungPlan:
                 epochs,
                 max(limit, 1.0) if limit is not None else None,
                 budgeted_final=self.deadline is not None,
+                until_deadline=self.deadline is not None and epochs < self.mf.max_final_epochs,
             )
         r = self.mf.rungs[rung]
         limit = trial_attrs.get(keys.TIME_LIMIT)

@@ -67,6 +67,42 @@ def make_optimizer(
     raise ValueError(f"unknown optimizer {name!r}; choose adam, sgd or rmsprop")
 
 
+def clock_decay(stop_at: float, *, decay: bool = True, margin: float = 10.0):
+    """A Keras callback that ends training by the clock: in time for a last validation pass before
+    ``stop_at`` (``time.time()`` seconds). With ``decay`` the learning rate follows a cosine from its value
+    when training starts (the compiled rate, or a resumed run's) to 0 at that end, set before every batch:
+    the decay finishes whatever the machine's speed, where a schedule planned in epochs is cut short on a
+    slow day and ends early on a fast one. Compile with a constant rate (a float): a Keras schedule object
+    cannot be moved. The end is ``stop_at`` less ``margin`` at first, then, once a validation pass has
+    been timed, less 1.5 of them and 5 s.
+    """
+    keras = backend.keras()
+
+    class ClockDecay(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.end, self.start, self.lr0, self._val_t = stop_at - margin, 0.0, 0.0, 0.0
+
+        def on_train_begin(self, logs=None):
+            self.start = time.time()
+            self.lr0 = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+        def on_test_begin(self, logs=None):
+            self._val_t = time.time()
+
+        def on_test_end(self, logs=None):
+            self.end = min(self.end, stop_at - 1.5 * (time.time() - self._val_t) - 5.0)
+
+        def on_train_batch_begin(self, batch, logs=None):
+            frac = min(1.0, max(0.0, (time.time() - self.start) / max(self.end - self.start, 1e-9)))
+            if decay:
+                self.model.optimizer.learning_rate = self.lr0 * 0.5 * (1.0 + math.cos(math.pi * frac))
+            if frac >= 1.0:
+                self.model.stop_training = True  # the epoch ends with this batch; its validation runs
+
+    return ClockDecay()
+
+
 @dataclass
 class TrainResult:
     model: Any

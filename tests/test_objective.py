@@ -116,6 +116,32 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero_over_all_epochs(tiny):
         make_optimizer("adam", 1e-3, lr_schedule="warm", decay_steps=10)
 
 
+def test_a_clock_decay_ends_training_and_its_cosine_by_the_deadline_whatever_the_epochs(tiny):
+    import time
+
+    from hpo.training import clock_decay, train
+
+    cfg, splits = tiny()
+    params = {"filters": 3, "learning_rate": 4e-3, "batch_size": 32, "lr_schedule": "constant"}
+    seen: list[float] = []
+    t0 = time.time()
+    clock = clock_decay(t0 + 8.0, margin=1.0)
+    result = train(
+        cfg.model,
+        params,
+        splits,
+        epochs=10_000,  # the clock ends it
+        seed=0,
+        measure_latency=False,
+        epoch_hooks=[lambda end: seen.append(float(end.model.optimizer.learning_rate.numpy()))],
+        callbacks=[clock],
+    )
+    assert time.time() - t0 < 8.0 + 3.0  # stopped for the deadline, with time for the last validation
+    assert len(seen) >= 2 and all(a >= b for a, b in zip(seen, seen[1:]))  # decaying, epoch after epoch
+    assert seen[-1] < 0.1 * 4e-3  # the whole cosine was used
+    assert len(result.history["val_accuracy"]) == len(seen) < 10_000
+
+
 def test_final_fit_trains_on_train_and_val_for_fixed_epochs_without_validation(tiny):
     from hpo.training import release, train
 
