@@ -41,7 +41,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hpo.paths import git_commit  # noqa: E402  (after the sys.path line)
+from lanes.common import test_set, trial_records  # noqa: E402
+
+from hpo.paths import git_commit, write_atomic  # noqa: E402  (after the sys.path line)
 
 LANES = ("hpo", "warm_start_only")
 CODE = ("hpo", "studies", "search_spaces", "benchmarks/side_by_side.py")  # what a repeat measures
@@ -72,9 +74,8 @@ def best_at(curve: list[list[float]], t: float) -> float | None:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")  # replaced whole, never half-written
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    tmp.replace(path)
+    """Replaced whole, never half-written."""
+    write_atomic(path, lambda p: p.write_text(json.dumps(obj, indent=1, default=str)))
 
 
 def _now() -> str:
@@ -153,19 +154,7 @@ def lane_hpo(args, cfg, splits, work: Path, t0: float) -> dict:
         "ended_s": ended,
         "exit_code": p.returncode,
         "n_trials": len(trials),
-        "trials": [
-            {
-                "number": t.number,
-                "state": t.state.name,
-                "rung": schedule.rung_of(t),
-                "value": schedule.rung_value(t),
-                "epochs": t.user_attrs.get("epochs"),
-                "warm_start": bool(t.user_attrs.get("warm_start")),
-                "seconds": t.duration.total_seconds() if t.duration else None,
-                "params": t.params,
-            }
-            for t in trials
-        ],
+        "trials": trial_records(trials),
     }
     done = [t for t in trials if t.state.name == "COMPLETE"]
     if not done:
@@ -336,20 +325,13 @@ def mcnemar(a_right, b_right) -> dict:
 
 def test_pair(args, seed: int, lanes: dict) -> dict:
     """Both winners on the test set, after both lanes stopped: accuracies and McNemar."""
-    from hpo import artifacts, backend, config, data
+    from hpo import artifacts, backend, config
 
     backend.configure(threads=0)
     cfg = config.load_study(args.study).with_overrides(
         seed=seed, max_train_samples=args.max_train_samples, data_dir=args.data_dir
     )
-    splits = cfg.load_splits()
-    x, y, _ = data.load_test(
-        cfg.dataset,
-        data_dir=cfg.data.data_dir,
-        normalization=cfg.data.normalization,
-        mean=splits.mean,
-        std=splits.std,
-    )
+    x, y = test_set(cfg, cfg.load_splits())
     right = {}
     for lane, r in lanes.items():
         if r.get("model"):
