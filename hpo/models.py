@@ -295,6 +295,7 @@ def fashion_cnn(
     batch_norm: bool = False,
     dense_units: int = 128,
     augmentation: str = "none",
+    background: float = 0.0,
 ):
     """The custom CNN of SOURCES['002'] (the Fashion-MNIST study) as a searchable family.
 
@@ -304,7 +305,8 @@ def fashion_cnn(
     double:   two convs per block, conv(f) x2 - pool - conv(2f) x2 - pool
               (the Fashion CNN layout of SOURCES['000']),
               with the extended variant's three Dropout layers; about 3x the extended variant's compute.
-    L2 applies to every conv and dense kernel; BatchNorm (optional) follows each conv.
+    L2 applies to every conv and dense kernel; BatchNorm (optional) follows each conv. ``background``: the
+    value a "light" augmentation fills the border with (training sets it from the data; not searched).
     """
     keras = backend.keras()
     L = keras.layers
@@ -324,8 +326,9 @@ def fashion_cnn(
     layers_: list = []
     if augmentation == "light":  # suggested by SOURCES['003']: small shifts and rotations (training only)
         layers_ += [
-            L.RandomTranslation(0.1, 0.1, fill_mode="constant"),
-            L.RandomRotation(0.03, fill_mode="constant"),
+            # the border filled with the images' background (a black pixel as normalized), not grey
+            L.RandomTranslation(0.1, 0.1, fill_mode="constant", fill_value=background),
+            L.RandomRotation(0.03, fill_mode="constant", fill_value=background),
         ]
     elif augmentation == "flip":  # mirror images left-right (clothes are near-symmetric; training only)
         layers_ += [L.RandomFlip("horizontal")]

@@ -97,3 +97,25 @@ def test_flip_augmentation_mirrors_some_training_images_and_leaves_inference_alo
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(flip(x, training=False)), x)
     with pytest.raises(ValueError, match="'none', 'light' or 'flip'"):
         models.build("fashion_baseline", (28, 28, 1), 10, augmentation="warp")
+
+
+def test_light_augmentation_fills_the_border_with_the_background_of_the_normalized_data():
+    import keras
+
+    from hpo import data
+    from hpo.training import compile_model
+
+    x = np.zeros((8, 28, 28), dtype=np.uint8)
+    x[:, 8:20, 8:20] = 200  # a bright object on a black background
+    y = np.arange(8) % 10
+    black = float(data.normalize(np.zeros(1, np.uint8), "standardize", 0.2860, 0.3530)[0])
+    names = tuple(str(k) for k in range(10))
+    xn = data.normalize(x[..., None], "standardize", 0.2860, 0.3530)
+    splits = data.Splits(xn, y, xn[:0], y[:0], names, "synthetic", 0.2860, 0.3530)
+    model = compile_model("fashion_baseline", {"filters": 4, "augmentation": "light"}, splits, epochs=1)
+    shift = model.layers[0]
+    assert shift.__class__.__name__ == "RandomTranslation" and shift.fill_value == pytest.approx(black)
+    assert black == pytest.approx(-0.810, abs=1e-3)
+    moved = keras.ops.convert_to_numpy(shift(splits.x_train, training=True))
+    assert moved.min() == pytest.approx(black, abs=1e-5)  # no grey (0.0) border in a shifted image
+    assert not np.isclose(moved, 0.0, atol=1e-3).any()
