@@ -13,7 +13,8 @@ whatever the machine does to one it does to the other. The cores swap between re
 cores the lanes run unpinned. Both lanes of repeat ``i`` get the study seed ``i`` (the split, the
 initialisation and the sampler). A lane measures a reference epoch on its core before the start, then
 waits for the other. After both have stopped, each lane's winner is tested as trained, from its stored
-model, on the test set; a McNemar test compares the two on the same test images.
+model, on the test set; a McNemar test compares the two on the same test images. A lane's best validation
+accuracy at a time is the best of the epochs it had finished by then (every epoch of every trial for hpo).
 
 Results go to ``benchmarks/results/side_by_side_<B>/``: ``repeat_<seed>.json`` per repeat and
 ``summary.json`` over every repeat of the same commit (a run on another commit moves the older repeats to
@@ -121,7 +122,7 @@ def _wait_for_start(work: Path, lane: str) -> float:
 def lane_hpo(args, cfg, splits, work: Path, t0: float) -> dict:
     import optuna
 
-    from hpo import artifacts, schedule
+    from hpo import artifacts
 
     storage = f"sqlite:///{work / 'hpo.db'}"
     left = args.budget - (time.time() - t0)
@@ -142,13 +143,7 @@ def lane_hpo(args, cfg, splits, work: Path, t0: float) -> dict:
     ended = time.time() - t0
     study = optuna.load_study(study_name=cfg.name, storage=storage)
     trials = study.trials
-    curve = sorted(
-        [t.datetime_complete.timestamp() - t0, schedule.rung_value(t)]
-        for t in trials
-        if t.datetime_complete
-        and t.state.name in ("COMPLETE", "PRUNED")
-        and schedule.rung_value(t) is not None
-    )
+    curve = epoch_curve(trials, t0)
     out: dict = {
         "curve": curve,
         "ended_s": ended,
@@ -175,6 +170,25 @@ def lane_hpo(args, cfg, splits, work: Path, t0: float) -> dict:
     else:
         out["model_missing"] = why
     return out
+
+
+def epoch_curve(trials, t0: float) -> list[list[float]]:
+    """(seconds, validation accuracy) at the end of every epoch of every trial, as the no-search lane's
+    curve is taken: a rung trial's epochs too (its model is validated on the whole validation split).
+    Epoch ends are placed from the trial's start and its stored epoch times."""
+    from hpo import keys
+
+    points = []
+    for t in trials:
+        history = (t.user_attrs.get(keys.HISTORY) or {}).get("val_accuracy") or []
+        seconds = t.user_attrs.get(keys.EPOCH_SECONDS) or []
+        if not t.datetime_start or len(seconds) != len(history):
+            continue
+        at = t.datetime_start.timestamp() - t0
+        for secs, acc in zip(seconds, history):
+            at += secs
+            points.append([at, acc])
+    return sorted(points)
 
 
 def lane_warm_start_only(args, cfg, splits, work: Path, t0: float) -> dict:

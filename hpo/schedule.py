@@ -11,6 +11,11 @@ BatchNorm, ``benchmarks/RESULTS.md``) and outside the best-k quota, so a sampled
 final only by beating them at the highest rung. The best at the highest rung is then trained at full
 fidelity: the study's winner. Below the highest rung nothing displaces a warm start (``candidate``).
 
+A search that cannot change the decision stops: once no sampled configuration can reach the highest rung
+before the search's time ends (judged from measured throughputs, after ``MEASURED_BEFORE_GIVING_UP`` sampled
+rung-0 trials), the search's time goes to the final (``can_decide``). A short budget then trains the warm
+start nearly as long as training it alone would.
+
 Ranking only what is comparable: a rung trial reports its validation accuracy at steps counted in
 training images seen and ends PRUNED; a full-fidelity trial ends COMPLETE. Optuna 5's TPE ranks every
 COMPLETE trial above every PRUNED one, and pruned ones by their last step: a cheap trial is never ranked
@@ -45,6 +50,8 @@ from hpo.config import StudyConfig
 
 MARGIN_SECONDS = 20.0  # kept free before the deadline (storing the model, the summary); at most 5 % of it
 FALLBACK_TRIAL_SECONDS = 300.0  # a rung-0 trial's time limit before any has finished (no time budget)
+# sampled rung-0 trials measured before the search may conclude that none can reach the highest rung in time
+MEASURED_BEFORE_GIVING_UP = 2
 FINAL_SETUP_SECONDS = 20.0  # building, compiling and storing the final's model: not in its epoch time
 
 
@@ -254,7 +261,7 @@ class RungPlan:
         finished_final = any(t.state in keys.FINISHED for t in self.finals(trials))
         if finished_final and self.cfg.budget.n_trials is None:
             return None  # a finished study under a time budget alone: only more configurations extend it
-        if end is None or now < end:
+        if (end is None or now < end) and self.can_decide(trials, now, end):
             promotion = self._promotion(trials, now, end)
             if promotion is not None:
                 return promotion
@@ -289,6 +296,41 @@ class RungPlan:
         if best.user_attrs.get(keys.WARM_START):
             attrs[keys.WARM_START] = True
         return {"params": dict(best.params), "user_attrs": attrs}
+
+    def can_decide(self, trials: Sequence[FrozenTrial], now: float, end: float | None) -> bool:
+        """Whether a sampled configuration could still reach the highest rung before the search ends.
+
+        Below the highest rung nothing displaces a warm start (:meth:`candidate`), so a search that cannot
+        get a configuration there decides nothing: its time goes to the final instead, and the search never
+        leaves the user worse off than training the warm start alone. Judged from measured throughputs:
+        the fastest finished rung-0 trial's for a new configuration (all the rungs), each sampled trial's
+        own for the rungs it has left.
+        """
+        top = self.full - 1
+        if end is None or top == 0 or not any(t.user_attrs.get(keys.WARM_START) for t in trials):
+            return True  # no deadline, one rung, or no warm start: the search picks the final itself
+
+        def left(trial: FrozenTrial, start: int) -> float | None:
+            secs = [
+                self.expected_seconds(
+                    trial, train_samples=min(r.train_samples, self.n_train), epochs=r.epochs
+                )
+                for r in self.mf.rungs[start:]
+            ]
+            return None if any(x is None for x in secs) else sum(x for x in secs if x is not None)
+
+        measured = [
+            t for t in trials if t.state in keys.FINISHED and rung_of(t) is not None and rung_of(t) < top
+        ]
+        rung0 = [t for t in measured if rung_of(t) == 0 and t.user_attrs.get(keys.IMAGES_PER_SEC)]
+        if sum(not t.user_attrs.get(keys.WARM_START) for t in rung0) < MEASURED_BEFORE_GIVING_UP:
+            return True  # too few sampled configurations measured to say how fast one can be
+        fastest = max(rung0, key=lambda t: float(t.user_attrs[keys.IMAGES_PER_SEC]))
+        needs = [left(fastest, 0)] + [
+            left(t, (rung_of(t) or 0) + 1) for t in measured if not t.user_attrs.get(keys.WARM_START)
+        ]
+        known = [x for x in needs if x is not None]
+        return not known or now + min(known) <= end
 
     def _new_final(self, trials: Sequence[FrozenTrial], best: FrozenTrial) -> bool:
         """Whether ``best`` needs a final: no final has trained it yet (in any state: a failed one is not

@@ -14,7 +14,7 @@ from optuna.trial import TrialState, create_trial
 from hpo import cli, config, loop
 from hpo.config import MultiFidelity, Rung
 from hpo.errors import UserError
-from hpo.schedule import RungPlan, rung_of, rung_value
+from hpo.schedule import RungPlan, rung_of
 from tests.conftest import write_study
 
 RUNGS = (
@@ -331,16 +331,21 @@ def test_the_default_study_spends_a_two_hour_budget_and_ends_before_it():
     assert epochs == cfg.multi_fidelity.max_final_epochs
 
 
-def test_in_thirty_minutes_the_default_study_trains_its_warm_start_and_ends_before_the_deadline():
+def test_in_thirty_minutes_the_default_study_stops_searching_when_nothing_can_reach_the_highest_rung():
     cfg = cli.resolve(cli.run_parser().parse_args(["--study", "fashion", "--budget", "30m"]))
     slow_warm_start = [700.0] + SPEEDS[1:]  # the warm start is the slowest: 72 s a full-data epoch
     trials, (start, end, epochs) = _simulate(cfg, slow_warm_start, warm_start=True)
     assert 0.9 * 1800 < end < 1800 - 20
     top = len(cfg.multi_fidelity.rungs) - 1
     assert not [t for t in trials if rung_of(t) == top]  # the full-data rung does not fit in 30 minutes
-    assert max(rung_value(t) for t in trials if rung_of(t) == top - 1) > rung_value(trials[1])  # beaten below
-    assert trials[-1].user_attrs["final"] and trials[-1].user_attrs["promoted_from"] == 1  # still the final's
+    assert trials[-1].user_attrs["final"] and trials[-1].user_attrs["promoted_from"] == 1  # the warm start's
     assert trials[1].user_attrs["warm_start"] and rung_of(trials[1]) == 1
+    # Below the highest rung nothing displaces the warm start: once no sampled configuration can get there
+    # before the search's share ends (450 s), the search stops and its time goes to the final.
+    plan = RungPlan(cfg, n_train=48_000, started=0.0)
+    share_end = 1800 * (1 - cfg.multi_fidelity.final_share)
+    assert start < share_end - 100 and not plan.can_decide(trials[:-1], start, plan.search_end(trials[:-1]))
+    assert plan.can_decide(trials[:3], 100.0, share_end)  # one sampled configuration measured: too soon
 
 
 def test_no_configuration_starts_at_rung_0_when_it_could_not_finish_before_the_search_ends(tmp_path):
