@@ -288,7 +288,8 @@ def run_pair(args, seed: int, index: int, folder: Path) -> dict:
             time.sleep(0.5)
         t0 = time.time()
         (work / "go").write_text(repr(t0))
-        print(f"   repeat {index} (seed {seed}) started {_now()}; cores {placement}", flush=True)
+        started = _now()
+        print(f"   repeat {index} (seed {seed}) started {started}; cores {placement}", flush=True)
         for lane, p in procs.items():
             try:
                 p.wait(timeout=args.budget_s + 2 * GRACE_S + 300)
@@ -305,7 +306,8 @@ def run_pair(args, seed: int, index: int, folder: Path) -> dict:
             shutil.copyfile(work / "hpo.log", folder / f"repeat_{seed}_hpo.log")
         record = {
             "seed": seed,
-            "started": _now(),
+            "started": started,
+            "ended": _now(),
             "pinned": pinned,
             "lanes": lanes,
         }
