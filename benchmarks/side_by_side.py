@@ -473,8 +473,8 @@ def _stored_repeats(folder: Path, commit: str) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from hpo.config import parse_duration
     from hpo.errors import UserError
+    from hpo.sections import parse_duration
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", default="30m", help="per lane: 30m, 2h, or seconds (default 30m)")

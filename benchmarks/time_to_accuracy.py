@@ -200,7 +200,7 @@ def table(results: dict[str, dict], budget: float) -> str:
 
 
 def main() -> None:
-    from hpo.config import parse_duration
+    from hpo.sections import parse_duration
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", default="30m", help="per lane: 30m, 2h, or seconds (default 30m)")

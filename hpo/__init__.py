@@ -2,23 +2,23 @@
 
 Layers; a module imports only from the rows above it (``tests/test_layers.py`` checks this):
 
-  errors keys formats        exception types (exit 2 or 1); the names stored with Optuna; number formats
-  paths backend              where files live; the one door to TensorFlow/Keras
-  sources                    where datasets come from: files on disk, image folders, the Keras download
-  spaces data models         search spaces; the dataset registry, checks and splits; the model registry
-  storage components         storage URLs, checks, the study lock; sampler and pruner registries
-  artifacts                  trained models as Optuna artifacts: atomic store, best-k eviction, loading
-  config                     studies/*.toml -> one typed StudyConfig (to_dict / from_dict)
-  schedule                   the multi-fidelity plan: rungs over data and epochs, promotions, the time budget
-  training                   the fit loop, with per-epoch hooks, snapshots and resume
-  checkpoints                per-epoch checkpoints of running trials (plain files, atomic)
-  objective console          the Optuna objective; what a run prints
-  loop                       opening a study and the trial loop (TrialLoop); Hooks for the layers above
-  workers                    worker processes and signals
-  study                      run(): data -> study -> loop or workers -> summary
-  dashboard report export    optuna-dashboard and its curve hooks; the HTML report; CSV/JSON/.keras export
-  cli                        argument parsing: ``hpo run | report | dashboard | export | list``
-  run __main__               ``python -m hpo.run`` and ``python -m hpo``
+  errors keys formats            exception types (exit 2 or 1); the names stored with Optuna; number formats
+  paths backend                  where files live; the one door to TensorFlow/Keras
+  sources                        where datasets come from: files on disk, image folders, the Keras download
+  spaces data models             search spaces; the dataset registry, checks and splits; the model registry
+  storage components sections    storage URLs, the study lock; sampler/pruner registries; study-file tables
+  artifacts                      trained models as Optuna artifacts: atomic store, best-k eviction, loading
+  config                         studies/*.toml -> one typed StudyConfig (to_dict / from_dict)
+  schedule                       the multi-fidelity plan: rungs over data and epochs, promotions, time budget
+  training                       the fit loop: per-epoch hooks, snapshots, resume, a clock-driven decay
+  checkpoints                    per-epoch checkpoints of running trials (plain files, atomic)
+  objective console              the Optuna objective; what a run prints
+  loop                           opening a study and the trial loop (TrialLoop); Hooks for the layers above
+  workers                        worker processes and signals
+  study                          run(): data -> study -> loop or workers -> summary
+  dashboard report export        optuna-dashboard and its curve hooks; the HTML report; CSV/JSON/.keras export
+  cli                            argument parsing: ``hpo run | report | dashboard | export | list``
+  run __main__                   ``python -m hpo.run`` and ``python -m hpo``
 """
 
 from __future__ import annotations

@@ -124,9 +124,9 @@ def run_parser(prog: str = "hpo run") -> argparse.ArgumentParser:
 
 def resolve(args: argparse.Namespace) -> StudyConfig:
     """The study file named by ``--study`` with the flags applied."""
-    from hpo import config
+    from hpo import config, sections
 
-    budget = config.parse_duration(args.budget, where="--budget") if args.budget is not None else None
+    budget = sections.parse_duration(args.budget, where="--budget") if args.budget is not None else None
     cfg = config.load_study(args.study).with_overrides(
         time=budget,
         n_trials=args.n_trials,

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,86 +19,18 @@ import optuna
 from hpo import artifacts, components, data, keys, models, storage
 from hpo.errors import UserError, choices_hint
 from hpo.paths import resolve_study_path
+from hpo.sections import (
+    Budget,
+    Component,
+    DataConfig,
+    EarlyStopping,
+    MultiFidelity,
+    Rung,
+    parse_duration,
+)
 from hpo.spaces import SearchSpace, load_space
 
 MIN_BUDGET_SECONDS = 30.0  # below it no rung-0 trial and final fit, whatever the machine
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    normalization: str = "unit"  # "unit": x/255 ; "standardize": (x/255 - mean)/std
-    val_fraction: float = 0.2
-    max_train_samples: int | None = None  # a stratified subset for fast, low-fidelity trials
-    data_dir: str | None = None
-
-
-@dataclass(frozen=True)
-class Budget:
-    # Finished trials; with multi-fidelity: configurations tried at the first rung. None (``--budget``
-    # without ``--n-trials`` on a multi-fidelity study): no cap, the time budget ends the search.
-    n_trials: int | None = 20
-    timeout: float | None = None  # seconds for this run: no new trial starts after it
-    epochs: int = 10  # of a full-fidelity trial (all the training images)
-    time: float | None = None  # seconds for this run, planned to end with a full-fidelity winner (--budget)
-
-
-@dataclass(frozen=True)
-class Rung:
-    """A fidelity below the full one: a stratified subset of the training split, for a few epochs."""
-
-    train_samples: int
-    epochs: int
-
-
-@dataclass(frozen=True)
-class MultiFidelity:
-    """Successive halving over data and epochs (see ``hpo.schedule``); no rungs: one fidelity, pruned
-    within trials by the pruner."""
-
-    rungs: tuple[Rung, ...] = ()  # cheapest first; the full fidelity (all images, budget.epochs) comes last
-    reduction_factor: int = 3  # the best 1/reduction_factor of a rung go on to the next
-    final_share: float = 0.5  # of a time budget, kept for training the winner at full fidelity
-    max_final_epochs: int = 60  # the winner's epochs when the time budget would allow more
-    max_trial_share: float = 0.25  # no trial may be expected to take more of the time left than this
-    # With a time budget, the highest rung's epochs scale with the epochs each configuration would get in
-    # the final's share (a configuration twice as slow gets half, while max_final_epochs does not cap both)
-    scale_top_rung: bool = False
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.rungs)
-
-
-def parse_duration(value: Any, *, where: str) -> float:
-    """``"2h"``, ``"30m"``, ``"90s"``, ``"1h30m"`` or a number of seconds -> seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and re.fullmatch(r"\s*(\d+(\.\d+)?\s*[hms]\s*)+", value or "x"):
-        units = {"h": 3600, "m": 60, "s": 1}
-        seconds = sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", value))
-    elif isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
-        seconds = float(value)
-    else:
-        raise UserError(f"{where}: expected a duration such as 30m, 2h, 1h30m or 90s, got {value!r}")
-    if seconds <= 0:
-        raise UserError(f"{where}: the duration must be > 0, got {value!r}")
-    return seconds
-
-
-@dataclass(frozen=True)
-class Component:
-    """A sampler or pruner: a registry name and keyword arguments for its constructor."""
-
-    name: str
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class EarlyStopping:
-    enabled: bool = True
-    monitor: str = "val_loss"
-    patience: int = 3
-    restore_best_weights: bool = True
 
 
 @dataclass(frozen=True)

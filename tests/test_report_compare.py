@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from hpo.config import Budget, DataConfig, EarlyStopping, StudyConfig
+from hpo.config import StudyConfig
 from hpo.errors import UserError
 from hpo.report import build, compare, runs
+from hpo.sections import Budget, DataConfig, EarlyStopping
 from hpo.spaces import SearchSpace
 
 CONFIG = StudyConfig(

@@ -11,10 +11,10 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from hpo import cli, config, loop
-from hpo.config import MultiFidelity, Rung
+from hpo import cli, config, loop, sections
 from hpo.errors import UserError
 from hpo.schedule import RungPlan, rung_of
+from hpo.sections import MultiFidelity, Rung
 from tests.conftest import write_study
 
 RUNGS = (
@@ -174,11 +174,14 @@ def test_a_bad_rung_plan_is_one_line(tmp_path, text, message):
 
 
 def test_budget_durations_parse():
-    assert config.parse_duration("1h30m", where="x") == 5400 and config.parse_duration("90s", where="x") == 90
-    assert config.parse_duration("2h", where="x") == 7200 and config.parse_duration(45, where="x") == 45
+    assert (
+        sections.parse_duration("1h30m", where="x") == 5400
+        and sections.parse_duration("90s", where="x") == 90
+    )
+    assert sections.parse_duration("2h", where="x") == 7200 and sections.parse_duration(45, where="x") == 45
     for bad in ("soon", "-5m", 0, "5 minutes"):
         with pytest.raises(UserError, match="duration"):
-            config.parse_duration(bad, where="--budget")
+            sections.parse_duration(bad, where="--budget")
 
 
 def test_an_interrupted_final_is_not_the_end_of_the_study(tmp_path):

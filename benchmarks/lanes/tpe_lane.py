@@ -15,8 +15,8 @@ def lane_tpe(cfg, splits, budget: float, tmp: Path, args) -> dict:
     import optuna
 
     from hpo import artifacts, loop
-    from hpo.config import Component, MultiFidelity
     from hpo.objective import Objective
+    from hpo.sections import Component, MultiFidelity
 
     cfg = dataclasses.replace(
         cfg,

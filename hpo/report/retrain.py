@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from hpo import artifacts, backend, data, training
-from hpo.config import EarlyStopping, StudyConfig
+from hpo.config import StudyConfig
 from hpo.errors import UserError
 from hpo.report.runs import (
     MISTAKES_SHOWN,
@@ -30,6 +30,7 @@ from hpo.report.runs import (
     RunResult,
     RunSpec,
 )
+from hpo.sections import EarlyStopping
 
 # --- running -----------------------------------------------------------------------------------------
 
