@@ -65,29 +65,37 @@ def probe_dir(directory: Path, *, where: str, what: str, fix: str) -> None:
     """Bad input unless a file can be created in ``directory``: found out by creating the directory (and
     its missing parents) and a file in it, then removing all of it again. ``os.access`` alone says yes
     to root everywhere, and to paths such as ``/proc/x`` where nothing can be created."""
-    missing: list[Path] = []
-    p = directory
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    if not p.is_dir():
-        raise UserError(f"{where}: cannot create {what} in {directory}: {p} is a file; {fix}")
-    created: list[Path] = []
-    try:
-        for d in reversed(missing):
-            d.mkdir()
-            created.append(d)
-        fd, probe = tempfile.mkstemp(dir=directory, prefix=".hpo-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise UserError(f"{where}: cannot create {what} in {directory} ({e.strerror}); {fix}") from None
-    finally:
-        for d in reversed(created):
-            try:
-                d.rmdir()
-            except OSError:
-                pass
+    for _ in range(3):  # another process probing the same new folder may create or remove it meanwhile
+        missing: list[Path] = []
+        p = directory
+        while not p.exists():
+            missing.append(p)
+            p = p.parent
+        if not p.is_dir():
+            raise UserError(f"{where}: cannot create {what} in {directory}: {p} is a file; {fix}")
+        created: list[Path] = []
+        try:
+            for d in reversed(missing):
+                try:
+                    d.mkdir()
+                    created.append(d)
+                except FileExistsError:
+                    pass  # made by another process just now: not ours to remove
+            fd, probe = tempfile.mkstemp(dir=directory, prefix=".hpo-probe-")
+            os.close(fd)
+            os.unlink(probe)
+            return
+        except FileNotFoundError:
+            continue  # removed by another process's probe just now: look again
+        except OSError as e:
+            raise UserError(f"{where}: cannot create {what} in {directory} ({e.strerror}); {fix}") from None
+        finally:
+            for d in reversed(created):
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+    raise UserError(f"{where}: cannot create {what} in {directory} (it keeps disappearing); {fix}")
 
 
 def probe_file(path: Path, *, where: str, what: str, fix: str) -> None:
