@@ -97,6 +97,8 @@ def published_references(rows: Mapping[str, Sequence[Row]], home: str, ours: flo
                 f"<li>{esc(DATASET_TITLES.get(ds, ds))}, {esc(r.label)}: {esc(pct(r.published))} "
                 f"<span class='note'>(published in “{esc(r.source)}”{esc(vs)})</span></li>"
             )
+    if not rows:
+        return "<p>No reference is shown (<code>--references none</code>).</p>"
     if not items:
         return "<p>No reference was measured in this report, and none is published for this dataset.</p>"
     return (
