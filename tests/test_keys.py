@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 
+import pytest
+
 from hpo import keys
 from tests.conftest import ROOT
 
@@ -36,6 +38,7 @@ def test_the_package_names_no_attr_key_as_a_bare_string():
     assert literals == [], "use the constants of hpo/keys.py:\n" + "\n".join(literals)
 
 
+@pytest.mark.slow
 def test_every_key_a_study_run_writes_is_one_of_hpo_keys(mf_study):
     _, _, study = mf_study  # a multi-fidelity run with a warm start, promotions and a final
     written = {k for t in study.trials for k in t.user_attrs}

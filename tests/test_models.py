@@ -61,7 +61,11 @@ def test_family_double_has_two_convs_per_block_like_seed000():
     assert dbl.output_shape == (None, 10)
 
 
-ALL = [*models.REFERENCES, "fashion_baseline", "fashion_extended"]
+# resnet20 takes ~10 s to build and train a step: the slow tier
+ALL = [
+    pytest.param(n, marks=pytest.mark.slow) if n == "resnet20" else n
+    for n in [*models.REFERENCES, "fashion_baseline", "fashion_extended"]
+]
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hpo import cli
 from hpo.report import collect, figures
+
+pytestmark = pytest.mark.slow  # a real multi-fidelity run (the session's mf_study)
 
 WRONG = (
     "raise min_resource",  # pruning advice, where rungs promote

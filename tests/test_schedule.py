@@ -93,6 +93,7 @@ def test_the_final_trains_the_best_of_the_highest_rung_in_the_time_left(tmp_path
     assert one.next(fast, now=1600.0)["user_attrs"]["epochs"] == one.mf.max_final_epochs
 
 
+@pytest.mark.slow
 def test_rung_trials_end_pruned_and_only_the_full_fidelity_completes(tmp_path, data_dir, capsys):
     study_file = _mf_study(tmp_path, n_trials=3)
     assert cli.main(["run", "--study", str(study_file), "--data-dir", str(data_dir)]) == 0
