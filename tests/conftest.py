@@ -59,15 +59,20 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
 
 
-@pytest.fixture
-def data_dir(tmp_path) -> Path:
-    """A --data-dir holding a tiny MNIST-format mnist.npz (400 train, 100 test)."""
-    d = tmp_path / "data"
+def make_data_dir(parent: Path) -> Path:
+    """``parent/data`` holding a tiny MNIST-format mnist.npz (400 train, 100 test): a --data-dir."""
+    d = parent / "data"
     d.mkdir()
     xtr, ytr = synthetic_images(400, seed=0)
     xte, yte = synthetic_images(100, seed=1)
     np.savez(d / "mnist.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
     return d
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    """A --data-dir holding a tiny MNIST-format mnist.npz (400 train, 100 test)."""
+    return make_data_dir(tmp_path)
 
 
 def write_study(
@@ -140,11 +145,7 @@ def mf_study(tmp_path_factory):
     from hpo import cli, config
 
     tmp = tmp_path_factory.mktemp("mf")
-    data_dir = tmp / "data"
-    data_dir.mkdir()
-    xtr, ytr = synthetic_images(400, seed=0)
-    xte, yte = synthetic_images(100, seed=1)
-    np.savez(data_dir / "mnist.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    data_dir = make_data_dir(tmp)
     path = write_study(tmp, n_trials=6, study_extra=WARM_START, pruner='name = "hyperband"')
     path.write_text(path.read_text() + "\n" + MF_RUNGS)
     assert cli.main(["run", "--study", str(path), "--data-dir", str(data_dir)]) == 0

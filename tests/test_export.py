@@ -9,23 +9,18 @@ import json
 import wsgiref.util
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pytest
 
 from hpo import artifacts, cli, config, keys
-from tests.conftest import synthetic_images, write_study
+from tests.conftest import make_data_dir, write_study
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A tiny 3-trial study run once through the CLI, with its models stored beside the database."""
     tmp_path = tmp_path_factory.mktemp("finished")
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    xtr, ytr = synthetic_images(400, seed=0)
-    xte, yte = synthetic_images(100, seed=1)
-    np.savez(data_dir / "mnist.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    data_dir = make_data_dir(tmp_path)
     study = write_study(tmp_path, n_trials=3, study_extra="keep_models = 2")
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
