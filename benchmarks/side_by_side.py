@@ -193,12 +193,12 @@ def epoch_curve(trials, t0: float) -> list[list[float]]:
 
 def lane_warm_start_only(args, cfg, splits, work: Path, t0: float) -> dict:
     """The first warm start, once, until the deadline: no search, no early stopping."""
-    from hpo import training
+    from hpo import callbacks, training
 
     params = dict(cfg.warm_start[0])
     decay = params.get("lr_schedule", "constant") == "cosine"
     params["lr_schedule"] = "constant"  # the clock sets the rate instead (as in hpo's budgeted final)
-    clock = training.clock_decay(t0 + args.budget, decay=decay, margin=max(10.0, 0.02 * args.budget))
+    clock = callbacks.clock_decay(t0 + args.budget, decay=decay, margin=max(10.0, 0.02 * args.budget))
     curve: list[list[float]] = []
 
     def hook(end):

@@ -10,7 +10,8 @@ Layers; a module imports only from the rows above it (``tests/test_layers.py`` c
   artifacts                      trained models as Optuna artifacts: atomic store, best-k eviction, loading
   config                         studies/*.toml -> one typed StudyConfig (to_dict / from_dict)
   schedule                       the multi-fidelity plan: rungs over data and epochs, promotions, time budget
-  training                       the fit loop: per-epoch hooks, snapshots, resume, a clock-driven decay
+  callbacks                      Keras callbacks: epoch monitor, snapshots, a clock-driven decay, the EMA swap
+  training                       the fit loop: input pipeline, compile, per-epoch hooks, resume
   checkpoints                    per-epoch checkpoints of running trials (plain files, atomic)
   objective console              the Optuna objective; what a run prints
   loop                           opening a study and the trial loop (TrialLoop); Hooks for the layers above

@@ -13,15 +13,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hpo import backend
+from hpo.callbacks import Snapshot
 from hpo.paths import safe_name, write_atomic
 from hpo.storage import storage_path
-from hpo.training import Snapshot
 
 FORMAT = 1
 
@@ -100,7 +101,14 @@ class Checkpoints:
         state = self.meta(key)
         if state is None:
             return None
-        model = backend.keras().models.load_model(self.dir / state["model"])
+        with warnings.catch_warnings():
+            # Keras only warns when the saved optimizer's variables do not fit, and goes on with a fresh
+            # optimizer (no moments, no weight average, the schedule back at step 0): not a resume
+            warnings.filterwarnings("error", message="Skipping variable loading for optimizer")
+            try:
+                model = backend.keras().models.load_model(self.dir / state["model"])
+            except UserWarning as e:
+                raise RuntimeError(f"checkpoint {self.dir / state['model']}: {e}") from None
         arrays: dict[str, list] = {}
         with np.load(self.dir / state["arrays"]) as z:
             for name in sorted(z.files, key=lambda n: (n.rsplit(".", 1)[0], int(n.rsplit(".", 1)[1]))):

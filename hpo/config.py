@@ -373,6 +373,11 @@ def _validate(cfg: StudyConfig, *, where: str) -> None:
         )
     if mf.max_final_epochs < 1:
         raise UserError(f"{where}: multi_fidelity.max_final_epochs must be >= 1, got {mf.max_final_epochs}")
+    if not 0 <= mf.warm_start_sd < 0.5:
+        raise UserError(
+            f"{where}: multi_fidelity.warm_start_sd is a spread of accuracies (0 to 0.5), "
+            f"got {mf.warm_start_sd}"
+        )
     if cfg.budget.time is not None and cfg.budget.time < MIN_BUDGET_SECONDS:
         raise UserError(
             f"{where}: a time budget of {cfg.budget.time:g}s is too short for one rung-0 trial and the "

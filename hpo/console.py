@@ -12,11 +12,11 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from hpo import keys
+from hpo.callbacks import EpochEnd, EpochHook
 from hpo.errors import one_line
 from hpo.formats import params_text
 from hpo.paths import study_argument
 from hpo.storage import describe_storage
-from hpo.training import EpochEnd, EpochHook
 
 
 def trial_seconds(trial: FrozenTrial) -> float | None:
@@ -119,6 +119,8 @@ def print_summary(study: optuna.Study, cfg: Any, *, out: TextIO) -> None:
             f"best epoch {best.user_attrs.get(keys.BEST_EPOCH, '?')}): {params_text(best.params)}",
             file=out,
         )
+        if best.user_attrs.get(keys.CHOICE):  # a multi-fidelity final: why this configuration
+            print(f"chosen: {best.user_attrs[keys.CHOICE]}", file=out)
     study_arg = study_argument(cfg.source)
     print(
         f"dashboard: hpo dashboard --study {study_arg} --study-name {cfg.name} --storage {cfg.storage}",

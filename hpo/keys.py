@@ -15,6 +15,7 @@ RUNG = "rung"  # the multi-fidelity rung the trial trains at (the full fidelity 
 TIME_LIMIT = "time_limit"  # seconds, after which a rung trial keeps its best epoch
 PROMOTED_FROM = "promoted_from"  # the trial number whose configuration was promoted
 FINAL = "final"  # the full-fidelity winner's training
+CHOICE = "choice"  # why the final trains this configuration (the guardrail's verdict), in words
 EPOCHS = "epochs"  # epochs planned for the trial when the schedule sets them
 RETRY_OF = "retry_of"  # the original trial of a re-queued copy
 # written by the objective
@@ -32,7 +33,7 @@ STOP_REASON = "stop_reason"  # completed | early_stopping | pruned | nan_loss | 
 LATENCY_MS = "latency_ms"
 N_TRAIN = "n_train"
 
-QUEUED = (WARM_START, RUNG, TIME_LIMIT, PROMOTED_FROM, FINAL, EPOCHS)
+QUEUED = (WARM_START, RUNG, TIME_LIMIT, PROMOTED_FROM, FINAL, CHOICE, EPOCHS)
 TRIAL_ATTRS = frozenset(
     {
         *QUEUED,

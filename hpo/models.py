@@ -26,8 +26,24 @@ SOURCES = {
     "004": "A CNN from scratch with NumPy on MNIST",
 }
 # Parameters consumed by training rather than by the model builder, and their defaults.
-TRAINING_PARAMS = {"learning_rate", "batch_size", "optimizer", "momentum", "clipnorm", "lr_schedule"}
-TRAINING_DEFAULTS = {"learning_rate": 1e-3, "batch_size": 32, "optimizer": "adam", "lr_schedule": "constant"}
+TRAINING_PARAMS = {
+    "learning_rate",
+    "batch_size",
+    "optimizer",
+    "momentum",
+    "clipnorm",
+    "lr_schedule",
+    "label_smoothing",
+    "ema_half_life",
+}
+TRAINING_DEFAULTS = {
+    "learning_rate": 1e-3,
+    "batch_size": 32,
+    "optimizer": "adam",
+    "lr_schedule": "constant",
+    "label_smoothing": 0.0,
+    "ema_half_life": 0.0,  # epochs; 0: no moving average of the weights
+}
 
 
 @dataclass(frozen=True)
@@ -295,7 +311,11 @@ def fashion_cnn(
     batch_norm: bool = False,
     dense_units: int = 128,
     augmentation: str = "none",
+    flip: bool = False,
+    translate: float = 0.0,
+    erasing: float = 0.0,
     background: float = 0.0,
+    value_range: tuple[float, float] = (0.0, 1.0),
 ):
     """The custom CNN of SOURCES['002'] (the Fashion-MNIST study) as a searchable family.
 
@@ -305,8 +325,12 @@ def fashion_cnn(
     double:   two convs per block, conv(f) x2 - pool - conv(2f) x2 - pool
               (the Fashion CNN layout of SOURCES['000']),
               with the extended variant's three Dropout layers; about 3x the extended variant's compute.
-    L2 applies to every conv and dense kernel; BatchNorm (optional) follows each conv. ``background``: the
-    value a "light" augmentation fills the border with (training sets it from the data; not searched).
+    L2 applies to every conv and dense kernel; BatchNorm (optional) follows each conv.
+    Augmentation (training only, regularizers that pay off in long training): ``augmentation`` "light"
+    (small shifts and rotations), ``flip`` (left-right only), ``translate`` (a random shift of up to that
+    fraction of the image), ``erasing`` (the probability that a random patch is replaced by noise, as in
+    Zhong et al. 2017). ``background`` (the value shifted borders are filled with) and ``value_range`` (the
+    pixels' range, which bounds the noise) are set by training from the data; they are not searched.
     """
     keras = backend.keras()
     L = keras.layers
@@ -334,6 +358,14 @@ def fashion_cnn(
         layers_ += [L.RandomFlip("horizontal")]
     elif augmentation != "none":
         raise ValueError(f"augmentation must be 'none', 'light' or 'flip', got {augmentation!r}")
+    if flip:  # "horizontal": Keras's default flips vertically too
+        layers_.append(L.RandomFlip("horizontal"))
+    if translate > 0:
+        layers_.append(L.RandomTranslation(translate, translate, fill_mode="constant", fill_value=background))
+    if erasing > 0:
+        # (p, p): a fixed probability (a single float draws it from U(0, p)); noise within the pixels' range
+        # (the layer's default range is 0-255)
+        layers_.append(L.RandomErasing(factor=(erasing, erasing), value_range=tuple(value_range)))
     if variant == "double":
         layers_ += [
             *conv(filters),
@@ -385,8 +417,13 @@ FAMILY_PARAMS: dict[str, set[str]] = {
         "batch_norm",
         "dense_units",
         "augmentation",
+        "flip",
+        "translate",
+        "erasing",
     },
 }
+# Set by training from the data when a family's augmentation needs them; never searched.
+DATA_PARAMS = {"background", "value_range"}
 FAMILY_PARAMS["fashion_baseline"] = FAMILY_PARAMS["fashion_cnn"] - {"variant"}
 FAMILY_PARAMS["fashion_extended"] = FAMILY_PARAMS["fashion_cnn"] - {"variant"}
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import optuna
 
-from hpo import artifacts, keys, training
+from hpo import artifacts, callbacks, keys, training
 from hpo.checkpoints import Checkpoints
 from hpo.components import original_number, trial_seed
 from hpo.config import StudyConfig
@@ -50,7 +50,7 @@ class Reporter:
         self.trial.report(value, step=step)
         self.reported[step] = value
 
-    def __call__(self, end: training.EpochEnd) -> str | None:
+    def __call__(self, end: callbacks.EpochEnd) -> str | None:
         if "val_accuracy" not in end.logs:
             return None
         self.report(round(end.epoch * self.step_size), end.logs["val_accuracy"])
@@ -74,7 +74,7 @@ class Objective:
         cfg: StudyConfig,
         splits: Splits,
         *,
-        epoch_hooks: Sequence[Callable[[optuna.trial.BaseTrial], training.EpochHook]] = (),
+        epoch_hooks: Sequence[Callable[[optuna.trial.BaseTrial], callbacks.EpochHook]] = (),
         after_training: Sequence[AfterTraining] = (),
         store: artifacts.AtomicFileSystemArtifactStore | None = None,
         checkpoints: Checkpoints | None = None,
@@ -129,20 +129,20 @@ class Objective:
             if self.checkpoints is not None and isinstance(trial, optuna.Trial):
                 checkpoints = self.checkpoints
 
-                def save(snap: training.Snapshot) -> None:
+                def save(snap: callbacks.Snapshot) -> None:
                     checkpoints.save(
                         key,
                         snap,
                         meta={"trial": trial.number, "params": params, "reported": reporter.reported},
                     )
 
-            train_params, callbacks = dict(params), []
+            train_params, extra = dict(params), []
             if fid is not None and fid.until_deadline and fid.time_limit:
                 # Until the deadline, a cosine schedule decaying by the clock: it ends its decay in time
                 # whatever the machine's speed (max_final_epochs still caps the epochs).
                 cosine = train_params.get("lr_schedule") == "cosine"
                 train_params["lr_schedule"] = "constant"
-                callbacks.append(training.clock_decay(time.time() + fid.time_limit, decay=cosine))
+                extra.append(callbacks.clock_decay(time.time() + fid.time_limit, decay=cosine))
                 epochs = cfg.multi_fidelity.max_final_epochs
             result = training.train(
                 cfg.model,
@@ -150,7 +150,7 @@ class Objective:
                 splits,
                 epochs=epochs,
                 seed=seed,
-                callbacks=callbacks,
+                callbacks=extra,
                 # A budgeted final trains for the epochs the plan gave it and keeps its best-val_accuracy
                 # epoch: early stopping on val_loss would cut a long cosine run at its val_loss minimum.
                 early_stopping=None if fid is not None and fid.budgeted_final else cfg.early_stopping,

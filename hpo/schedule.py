@@ -8,8 +8,8 @@ finished trials, its best k go on to the next rung (asynchronous successive halv
 results come within minutes and only promising configurations reach the full data. Warm starts are
 known-good configurations: each goes on whatever its cheap score (the smallest rung undervalues
 BatchNorm, ``benchmarks/RESULTS.md``) and outside the best-k quota, so a sampled configuration reaches the
-final only by beating them at the highest rung. The best at the highest rung is then trained at full
-fidelity: the study's winner. Below the highest rung nothing displaces a warm start (``candidate``).
+final only by beating them at the highest rung, by more than the guardrail (``warm_start_sd``). The
+winner there is trained at full fidelity; below it nothing displaces a warm start (``candidate``).
 
 A search that cannot change the decision stops: once no sampled configuration can reach the highest rung
 before the search's time ends (judged from measured throughputs, after ``MEASURED_BEFORE_GIVING_UP`` sampled
@@ -21,19 +21,16 @@ training images seen and ends PRUNED; a full-fidelity trial ends COMPLETE. Optun
 COMPLETE trial above every PRUNED one, and pruned ones by their last step: a cheap trial is never ranked
 as if it were a full one. Each trial records its fidelity (``rung``, ``fidelity`` user attrs).
 
-With a time budget and ``n_trials`` None (``hpo run --budget`` without ``--n-trials``: see
-``StudyConfig.until_budget``) the search tries new configurations while one can finish rung 0 before its end.
-Cost: every trial records its measured images per second; a promotion whose expected time exceeds
-``max_trial_share`` of the time left is skipped for the next-best candidate, and every rung trial has a time
-limit. With a time budget (``--budget``), ``final_share`` of it is kept for the winner's full-fidelity
-training, which gets as many epochs as fit before the deadline (at most ``max_final_epochs``): longer training
-helps the winner (``benchmarks/RESULTS.md``); when the current candidate's ``max_final_epochs`` need less than
-that share, the search keeps the difference, so a long budget is not left unused. When the deadline, not
-``max_final_epochs``, bounds the final, it trains until its time limit and a cosine schedule decays by the
-clock (``training.clock_decay``): it finishes its decay before the deadline on a slow day and uses the time
-a fast day leaves. That run has no early
-stopping (a long cosine schedule's validation loss turns up long before its accuracy stops improving); it
-keeps the weights of its best-``val_accuracy`` epoch, as every stored model does.
+With a time budget and ``n_trials`` None (``hpo run --budget`` without ``--n-trials``) the search tries
+new configurations while one can finish rung 0 before its end. Every trial records its images per second;
+a promotion expected to take more than ``max_trial_share`` of the time left is skipped for the next-best
+candidate, and every rung trial has a time limit. ``final_share`` of a budget is kept for the winner's
+full-fidelity training, as many epochs as fit (at most ``max_final_epochs``; when those need less, the
+search keeps the difference). When the deadline bounds the final, it trains until its time limit and a
+cosine schedule decays by the clock (``callbacks.clock_decay``), so that it finishes its decay on a slow
+day too. That run has no early stopping (a long cosine run's validation loss turns up long before its
+accuracy stops improving); it keeps its best-``val_accuracy`` epoch's weights, as every stored model does.
+The final trial's ``choice`` attr says why it trains its configuration (:meth:`RungPlan.choice`).
 """
 
 from __future__ import annotations
@@ -63,7 +60,7 @@ class Fidelity:
     time_limit: float | None = None  # seconds; the run stops (keeping its best epoch) when it is spent
     budgeted_final: bool = False  # the winner's training planned by a time budget: no early stopping
     # A budgeted final that the deadline bounds (fewer epochs fit than max_final_epochs): it trains until
-    # its time limit and a cosine schedule decays by the clock (training.clock_decay), not over epochs.
+    # its time limit and a cosine schedule decays by the clock (callbacks.clock_decay), not over epochs.
     until_deadline: bool = False
     rung_epochs: int | None = None  # a rung's own epochs, when ``epochs`` is scaled (``scale_top_rung``)
 
@@ -241,8 +238,46 @@ class RungPlan:
         A warm start gives way only at the highest rung, the one closest to the final: while that rung has
         no finished trial, the warm start (at the highest rung it finished) stays the candidate, whatever a
         sampled configuration scored at a cheaper rung. Short training on a subset favours small models
-        with high learning rates that fall behind when trained long (``benchmarks/RESULTS.md``)."""
-        top, below = self.full - 1, range(self.full - 2, -1, -1)
+        with high learning rates that fall behind when trained long (``benchmarks/RESULTS.md``). There, a
+        sampled configuration must beat the best warm start by more than the guardrail (:meth:`choice`)."""
+        return self.choice(trials)[0]
+
+    def choice(self, trials: Sequence[FrozenTrial]) -> tuple[FrozenTrial | None, str]:
+        """:meth:`candidate` and why, in words (the final trial keeps it as its ``choice`` attr).
+
+        The guardrail: a sampled configuration replaces the warm start only when it beats it at the highest
+        rung by more than ``sqrt(2) * warm_start_sd`` (the seed-to-seed spread of the warm start's score
+        there, measured once and kept in the study file: the difference of two such scores spreads by
+        sqrt(2) of it). A smaller lead is within what another seed of the warm start could score.
+        """
+        top = self.full - 1
+        ranked = _ranked(trials, top)
+        warm = next((t for t in ranked if t.user_attrs.get(keys.WARM_START)), None)
+        if ranked and (warm is None or ranked[0] is warm):
+            best = ranked[0]
+            who = "a warm start" if warm is not None else "a sampled configuration"
+            return best, f"trial {best.number}, {who}, is the best at the highest rung"
+        if ranked and warm is not None:
+            best = ranked[0]
+            lead = (rung_value(best) or 0.0) - (rung_value(warm) or 0.0)
+            bar = math.sqrt(2) * self.mf.warm_start_sd
+            if lead > bar:
+                return best, (
+                    f"trial {best.number} beat the warm start (trial {warm.number}) at the highest rung by "
+                    f"{lead:+.4f}, more than the guardrail {bar:.4f}"
+                )
+            return warm, (
+                f"the warm start (trial {warm.number}) is kept: trial {best.number} led it at the highest "
+                f"rung by {lead:+.4f}, within the guardrail sqrt(2) x {self.mf.warm_start_sd:.4f} = {bar:.4f}"
+            )
+        best = self._below_top(trials)
+        if best is None:
+            return None, "no trial has finished"
+        who = "the warm start" if best.user_attrs.get(keys.WARM_START) else "the best configuration"
+        return best, f"{who} (trial {best.number}) at rung {rung_of(best)}: none finished the highest rung"
+
+    def _below_top(self, trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
+        below = range(self.full - 2, -1, -1)
 
         def first(rungs: Sequence[int], warm_only: bool = False) -> FrozenTrial | None:
             for rung in rungs:
@@ -251,7 +286,7 @@ class RungPlan:
                         return t
             return None
 
-        return first([top]) or first(below, warm_only=True) or first(below)
+        return first(below, warm_only=True) or first(below)
 
     def next(self, trials: Sequence[FrozenTrial], now: float | None = None) -> dict[str, Any] | None:
         """The trial to queue next (``{"params", "user_attrs"}``), or None: nothing to start now."""
@@ -283,7 +318,7 @@ class RungPlan:
             return None  # the last rung trials are still running: the winner is not known yet
         if self.deadline is not None and now >= self.deadline - self.margin:
             return None
-        best = self.candidate(trials)
+        best, why = self.choice(trials)
         if best is None or not self._new_final(trials, best):
             return None
         epochs = self.cfg.budget.epochs
@@ -292,7 +327,13 @@ class RungPlan:
             left = self.deadline - now - self.margin
             if per_epoch:
                 epochs = int(min(self.mf.max_final_epochs, max(1, left // per_epoch)))
-        attrs = {keys.RUNG: self.full, keys.EPOCHS: epochs, keys.PROMOTED_FROM: best.number, keys.FINAL: True}
+        attrs = {
+            keys.RUNG: self.full,
+            keys.EPOCHS: epochs,
+            keys.PROMOTED_FROM: best.number,
+            keys.FINAL: True,
+            keys.CHOICE: why,
+        }
         if best.user_attrs.get(keys.WARM_START):
             attrs[keys.WARM_START] = True
         return {"params": dict(best.params), "user_attrs": attrs}

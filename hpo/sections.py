@@ -51,6 +51,10 @@ class MultiFidelity:
     # With a time budget, the highest rung's epochs scale with the epochs each configuration would get in
     # the final's share (a configuration twice as slow gets half, while max_final_epochs does not cap both)
     scale_top_rung: bool = False
+    # The guardrail: the seed-to-seed standard deviation of the first warm start's validation accuracy at
+    # the highest rung. A sampled configuration replaces the warm starts in the final only when it beats
+    # them there by more than sqrt(2) times this (0: by any margin).
+    warm_start_sd: float = 0.0
 
     @property
     def enabled(self) -> bool:

@@ -75,6 +75,18 @@ def data_dir(tmp_path) -> Path:
     return make_data_dir(tmp_path)
 
 
+@pytest.fixture
+def tiny(tmp_path, data_dir):
+    """``tiny(**write_study kwargs)`` -> (StudyConfig, Splits) of a tiny study on the tiny data."""
+    from hpo import config
+
+    def make(**kw):
+        cfg = config.load_study(str(write_study(tmp_path, **kw))).with_overrides(data_dir=str(data_dir))
+        return cfg, cfg.load_splits()
+
+    return make
+
+
 def write_study(
     tmp_path: Path,
     *,

@@ -171,6 +171,12 @@ RUN = [
         "final_share must be in (0, 1)",
         _rungs("[{ train_samples = 100, epochs = 1 }]", "final_share = 1.5"),
     ),
+    Case(
+        "run",
+        "warm-start-spread-negative",
+        "multi_fidelity.warm_start_sd is a spread of accuracies (0 to 0.5), got -0.01",
+        _rungs("[{ train_samples = 100, epochs = 1 }]", "warm_start_sd = -0.01"),
+    ),
     Case("run", "unknown-flag", "unrecognized arguments: --bogus", lambda c: ["--bogus"]),
     Case("run", "n-trials-not-an-int", "invalid int value: 'ten'", lambda c: ["--n-trials", "ten"]),
     Case("run", "n-trials-0", "n_trials must be > 0", lambda c: ["--n-trials", "0"]),

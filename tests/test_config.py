@@ -118,3 +118,16 @@ def test_workers_come_from_the_study_file_unless_a_flag_says(
     monkeypatch.setattr(study, "run", lambda cfg, **kw: seen.update(kw, workers=cfg.workers))
     assert run.main(["--study", str(path), *flags]) == 0
     assert seen.get("n_workers", 1) == expected
+
+
+@pytest.mark.parametrize("name", ["fashion", "mnist", "cifar10"])
+def test_the_shipped_warm_starts_keep_the_long_training_regularizers_off(name):
+    for warm in config.load_study(name).warm_start:  # the prior trains as it did before they were searchable
+        off = {k: warm[k] for k in ("flip", "translate", "erasing", "label_smoothing", "ema_half_life")}
+        assert off == {
+            "flip": False,
+            "translate": 0.0,
+            "erasing": 0.0,
+            "label_smoothing": 0.0,
+            "ema_half_life": 0.0,
+        }

@@ -123,3 +123,45 @@ def test_light_augmentation_fills_the_border_with_the_background_of_the_normaliz
     moved = keras.ops.convert_to_numpy(shift(splits.x_train, training=True))
     assert moved.min() == pytest.approx(black, abs=1e-5)  # no grey (0.0) border in a shifted image
     assert not np.isclose(moved, 0.0, atol=1e-3).any()
+
+
+def test_the_long_training_regularizers_are_training_only_layers_within_the_datas_range():
+    import keras
+
+    from hpo import data
+    from hpo.callbacks import ema_momentum
+    from hpo.training import compile_model
+
+    x = np.zeros((64, 28, 28), dtype=np.uint8)
+    x[:, 8:20, 4:12] = 200  # a bright object, off-centre, on a black background
+    y = np.arange(64) % 10
+    xn = data.normalize(x[..., None], "standardize", 0.2860, 0.3530)
+    names = tuple(str(k) for k in range(10))
+    splits = data.Splits(xn, y, xn[:0], y[:0], names, "synthetic", 0.2860, 0.3530)
+    params = {
+        "filters": 4,
+        "flip": True,
+        "translate": 0.1,
+        "erasing": 0.5,
+        "label_smoothing": 0.1,
+        "ema_half_life": 1.0,
+        "batch_size": 32,
+    }
+    model = compile_model("fashion_baseline", params, splits, epochs=1)
+    flip, shift, erase = model.layers[:3]
+    assert flip.__class__.__name__ == "RandomFlip" and flip.mode == "horizontal"  # not vertical too
+    assert shift.__class__.__name__ == "RandomTranslation"
+    assert shift.fill_value == pytest.approx(float(xn.min()))  # the background, not a grey 0.0
+    assert erase.__class__.__name__ == "RandomErasing"
+    assert tuple(erase.factor) == pytest.approx((0.5, 0.5))  # a fixed probability, not U(0, p)
+    erased = keras.ops.convert_to_numpy(erase(xn, training=True))
+    changed = (~np.isclose(erased, xn)).reshape(64, -1).any(axis=1)
+    assert 12 <= changed.sum() <= 52  # about half the images
+    assert erased.min() >= xn.min() - 1e-6 and erased.max() <= xn.max() + 1e-6  # noise within the range
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(erase(xn, training=False)), xn)
+    assert model.loss.get_config()["label_smoothing"] == pytest.approx(0.1)
+    opt = model.optimizer
+    assert opt.use_ema and opt.ema_momentum == pytest.approx(ema_momentum(1.0, steps_per_epoch=2))
+    plain = compile_model("fashion_baseline", {"filters": 4}, splits, epochs=1)
+    assert [layer.__class__.__name__ for layer in plain.layers[:1]] == ["Conv2D"]
+    assert plain.loss == "sparse_categorical_crossentropy" and not plain.optimizer.use_ema

@@ -229,6 +229,30 @@ def test_a_warm_start_gives_way_only_to_a_configuration_that_beats_it_at_the_hig
     assert plan.candidate([_trial(0, 0, 0.5), _trial(1, 0, 0.9)]).number == 1  # no warm start: the best
 
 
+def test_the_guardrail_keeps_the_warm_start_unless_beaten_by_more_than_the_seed_spread(tmp_path):
+    plan = _plan(tmp_path, warm_start_sd=0.01)  # rungs 0 and 1; the bar is sqrt(2) x 0.01 = 0.0141
+    trials = [_trial(0, 0, 0.5, warm_start=True), _trial(1, 0, 0.6), _trial(2, 0, 0.55)]
+    trials += [_trial(3, 1, 0.80, promoted_from=0, warm_start=True), _trial(4, 1, 0.81, promoted_from=1)]
+    best, why = plan.choice(trials)
+    assert best.number == 3 and "is kept" in why and "+0.0100" in why and "0.0141" in why
+    trials.append(_trial(5, 1, 0.83, promoted_from=2))
+    best, why = plan.choice(trials)
+    assert best.number == 5 and "beat the warm start (trial 3)" in why and "+0.0300" in why
+    assert plan.candidate(trials).number == 5
+    # without a measured spread any lead wins, as before
+    (tmp_path / "b").mkdir()
+    assert _plan(tmp_path / "b", warm_start_sd=0.0).choice(trials[:5])[0].number == 4
+
+
+def test_the_final_says_why_it_trains_its_configuration(tmp_path):
+    plan = _plan(tmp_path, n_trials=2, warm_start_sd=0.01)
+    trials = [_trial(0, 0, 0.5, warm_start=True), _trial(1, 0, 0.6), _trial(2, 0, 0.55)]
+    trials += [_trial(3, 1, 0.80, promoted_from=0, warm_start=True), _trial(4, 1, 0.81, promoted_from=1)]
+    final = plan.next(trials, now=1001.0)
+    assert final["user_attrs"]["final"] and final["user_attrs"]["promoted_from"] == 3
+    assert "is kept" in final["user_attrs"]["choice"]
+
+
 def test_the_search_keeps_what_a_capped_final_does_not_need(tmp_path):
     # 300 images at 1000 images/s: 0.315 s a full-data epoch with its margin; 60 epochs and the model's
     # setup need ~39 s of the 500 s final share, so the search may go on until ~1941 (deadline 2000,

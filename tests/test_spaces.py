@@ -29,6 +29,11 @@ def test_fashion_space_covers_the_issue():
         "augmentation",
         "batch_norm",
         "lr_schedule",
+        "flip",
+        "translate",
+        "erasing",
+        "label_smoothing",
+        "ema_half_life",
     } <= set(space.names)
     l2 = space["l2"].distribution
     assert (l2.low, l2.high, l2.log) == (1e-6, 1e-1, True)

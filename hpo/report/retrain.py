@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from hpo import artifacts, backend, data, training
+from hpo import artifacts, backend, callbacks, data, training
 from hpo.config import StudyConfig
 from hpo.errors import UserError
 from hpo.report.runs import (
@@ -35,11 +35,11 @@ from hpo.sections import EarlyStopping
 # --- running -----------------------------------------------------------------------------------------
 
 
-def _progress_hook(log: Log, prefix: str) -> training.EpochHook:
+def _progress_hook(log: Log, prefix: str) -> callbacks.EpochHook:
     """Print each epoch of a retraining run; never stops it."""
     t0 = time.perf_counter()
 
-    def hook(end: training.EpochEnd) -> None:
+    def hook(end: callbacks.EpochEnd) -> None:
         if "val_accuracy" in end.logs:
             log(
                 f"{prefix}   epoch {end.epoch}/{end.epochs}: val_accuracy {end.logs['val_accuracy']:.4f} "
