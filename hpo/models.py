@@ -299,6 +299,33 @@ PUBLISHED_ONLY = (("fashion_mnist", "hand-tuned custom CNN (the fashion_cnn fami
 # --- searchable families ---------------------------------------------------------------------
 
 
+def _augmentation(
+    augmentation: str, flip: bool, translate: float, erasing: float, background: float, value_range
+) -> list:
+    """The training-only augmentation layers of :func:`fashion_cnn` (none: an empty list)."""
+    L = backend.keras().layers
+    layers_: list = []
+    if augmentation == "light":  # suggested by SOURCES['003']: small shifts and rotations (training only)
+        layers_ += [
+            # the border filled with the images' background (a black pixel as normalized), not grey
+            L.RandomTranslation(0.1, 0.1, fill_mode="constant", fill_value=background),
+            L.RandomRotation(0.03, fill_mode="constant", fill_value=background),
+        ]
+    elif augmentation == "flip":  # mirror images left-right (clothes are near-symmetric; training only)
+        layers_ += [L.RandomFlip("horizontal")]
+    elif augmentation != "none":
+        raise ValueError(f"augmentation must be 'none', 'light' or 'flip', got {augmentation!r}")
+    if flip:  # "horizontal": Keras's default flips vertically too
+        layers_.append(L.RandomFlip("horizontal"))
+    if translate > 0:
+        layers_.append(L.RandomTranslation(translate, translate, fill_mode="constant", fill_value=background))
+    if erasing > 0:
+        # (p, p): a fixed probability (a single float draws it from U(0, p)); noise within the pixels' range
+        # (the layer's default range is 0-255)
+        layers_.append(L.RandomErasing(factor=(erasing, erasing), value_range=tuple(value_range)))
+    return layers_
+
+
 def fashion_cnn(
     input_shape=(28, 28, 1),
     num_classes=10,
@@ -325,12 +352,11 @@ def fashion_cnn(
     double:   two convs per block, conv(f) x2 - pool - conv(2f) x2 - pool
               (the Fashion CNN layout of SOURCES['000']),
               with the extended variant's three Dropout layers; about 3x the extended variant's compute.
-    L2 applies to every conv and dense kernel; BatchNorm (optional) follows each conv.
-    Augmentation (training only, regularizers that pay off in long training): ``augmentation`` "light"
-    (small shifts and rotations), ``flip`` (left-right only), ``translate`` (a random shift of up to that
-    fraction of the image), ``erasing`` (the probability that a random patch is replaced by noise, as in
-    Zhong et al. 2017). ``background`` (the value shifted borders are filled with) and ``value_range`` (the
-    pixels' range, which bounds the noise) are set by training from the data; they are not searched.
+    L2 applies to every conv and dense kernel; BatchNorm (optional) follows each conv. Augmentation, for
+    training only: ``augmentation`` "light" (small shifts and rotations), ``flip`` (left-right),
+    ``translate`` (shifts up to that fraction of the image), ``erasing`` (the probability that a random
+    patch becomes noise, Zhong et al. 2017). ``background`` (the fill of shifted borders) and
+    ``value_range`` (which bounds the noise) are set by training from the data, not searched.
     """
     keras = backend.keras()
     L = keras.layers
@@ -347,25 +373,7 @@ def fashion_cnn(
     def drop():
         return [L.Dropout(dropout)] if dropout > 0 else []
 
-    layers_: list = []
-    if augmentation == "light":  # suggested by SOURCES['003']: small shifts and rotations (training only)
-        layers_ += [
-            # the border filled with the images' background (a black pixel as normalized), not grey
-            L.RandomTranslation(0.1, 0.1, fill_mode="constant", fill_value=background),
-            L.RandomRotation(0.03, fill_mode="constant", fill_value=background),
-        ]
-    elif augmentation == "flip":  # mirror images left-right (clothes are near-symmetric; training only)
-        layers_ += [L.RandomFlip("horizontal")]
-    elif augmentation != "none":
-        raise ValueError(f"augmentation must be 'none', 'light' or 'flip', got {augmentation!r}")
-    if flip:  # "horizontal": Keras's default flips vertically too
-        layers_.append(L.RandomFlip("horizontal"))
-    if translate > 0:
-        layers_.append(L.RandomTranslation(translate, translate, fill_mode="constant", fill_value=background))
-    if erasing > 0:
-        # (p, p): a fixed probability (a single float draws it from U(0, p)); noise within the pixels' range
-        # (the layer's default range is 0-255)
-        layers_.append(L.RandomErasing(factor=(erasing, erasing), value_range=tuple(value_range)))
+    layers_ = _augmentation(augmentation, flip, translate, erasing, background, value_range)
     if variant == "double":
         layers_ += [
             *conv(filters),

@@ -125,17 +125,6 @@ class Objective:
             )
             if resume is not None:
                 trial.set_user_attr(keys.RESUMED_FROM, {"trial": meta["trial"], "epoch": resume.epoch})
-            save = None
-            if self.checkpoints is not None and isinstance(trial, optuna.Trial):
-                checkpoints = self.checkpoints
-
-                def save(snap: callbacks.Snapshot) -> None:
-                    checkpoints.save(
-                        key,
-                        snap,
-                        meta={"trial": trial.number, "params": params, "reported": reporter.reported},
-                    )
-
             train_params, extra = dict(params), []
             if fid is not None and fid.until_deadline and fid.time_limit:
                 # Until the deadline, a cosine schedule decaying by the clock: it ends its decay in time
@@ -157,26 +146,11 @@ class Objective:
                 epoch_hooks=[reporter, *(make(trial) for make in self.epoch_hooks)],
                 keep_best_weights=self.store is not None,
                 resume=resume,
-                save=save,
+                save=self._saver(trial, key, params, reporter),
                 time_limit=fid.time_limit if fid is not None else None,
             )
             finished = True
-            for k, value in user_attrs(result, n_train=len(splits.y_train)).items():
-                trial.set_user_attr(k, value)
-            for hook in self.after_training:
-                hook(trial, result)
-            if result.stop_reason == "nan_loss":
-                reason = f"loss became NaN/inf at epoch {len(result.history.get('loss', []))}"
-                trial.set_user_attr(keys.FAIL_REASON, reason)  # Optuna only logs the exception
-                raise TrainingDiverged(reason)
-            if result.stop_reason == "pruned":
-                raise optuna.TrialPruned(f"pruned at epoch {len(result.epoch_seconds)}")
-            if fid is not None and fid.rung < self.plan.full:  # a lower rung: ranked below full fidelity
-                raise optuna.TrialPruned(f"rung {fid.rung} done: val_accuracy {result.best_val_accuracy:.4f}")
-            if self.store is not None and result.best_weights and isinstance(trial, optuna.Trial):
-                result.model.set_weights(result.best_weights)
-                artifacts.upload_model(trial, result.model, self.store)
-            return result.best_val_accuracy
+            return self._conclude(trial, result, fid, n_train=len(splits.y_train))
         except (optuna.TrialPruned, TrainingDiverged):
             raise
         except Exception as e:  # out of memory, a TensorFlow error: this trial fails, the study goes on
@@ -189,6 +163,38 @@ class Objective:
             if result is not None:
                 result.model = None
             training.release()
+
+    def _saver(self, trial, key: int, params: dict, reporter: Reporter) -> Any:
+        """What :func:`training.train` hands each epoch's snapshot to: this trial's checkpoint (or None)."""
+        if self.checkpoints is None or not isinstance(trial, optuna.Trial):
+            return None
+        checkpoints = self.checkpoints
+
+        def save(snap: callbacks.Snapshot) -> None:
+            meta = {"trial": trial.number, "params": params, "reported": reporter.reported}
+            checkpoints.save(key, snap, meta=meta)
+
+        return save
+
+    def _conclude(self, trial, result: training.TrainResult, fid: Any, *, n_train: int) -> float:
+        """Record what the training did, then end the trial: its value, PRUNED (pruned, or a rung done)
+        or failed (the loss diverged). A full-fidelity trial's best-epoch model is stored."""
+        for k, value in user_attrs(result, n_train=n_train).items():
+            trial.set_user_attr(k, value)
+        for hook in self.after_training:
+            hook(trial, result)
+        if result.stop_reason == "nan_loss":
+            reason = f"loss became NaN/inf at epoch {len(result.history.get('loss', []))}"
+            trial.set_user_attr(keys.FAIL_REASON, reason)  # Optuna only logs the exception
+            raise TrainingDiverged(reason)
+        if result.stop_reason == "pruned":
+            raise optuna.TrialPruned(f"pruned at epoch {len(result.epoch_seconds)}")
+        if fid is not None and fid.rung < self.plan.full:  # a lower rung: ranked below full fidelity
+            raise optuna.TrialPruned(f"rung {fid.rung} done: val_accuracy {result.best_val_accuracy:.4f}")
+        if self.store is not None and result.best_weights and isinstance(trial, optuna.Trial):
+            result.model.set_weights(result.best_weights)
+            artifacts.upload_model(trial, result.model, self.store)
+        return result.best_val_accuracy
 
     def _subset(self, n: int) -> Splits:
         """A rung's stratified subset, the same for every trial of the rung (drawn with the study seed)."""

@@ -224,17 +224,22 @@ def train(
             verbose=0,
             shuffle=False,
         )
+    return _result(model, monitor, es_cb, splits, resumed_at=start, measure_latency=measure_latency)
+
+
+def _result(model: Any, monitor: Any, es_cb: Any, splits: Splits, *, resumed_at: int, measure_latency: bool):
+    """What :func:`train` returns, from the model and its monitor once ``fit`` has returned."""
     history = monitor.history
     stop_reason = monitor.stop_reason
     if stop_reason == "completed" and es_cb is not None and es_cb.stopped_epoch > 0:
         stop_reason = "early_stopping"
     val_acc = [v if math.isfinite(v) else -1.0 for v in history.get("val_accuracy", [])]
-    best = (
-        int(np.argmax(val_acc)) if val_acc else len(history.get("loss", [0])) - 1
-    )  # no validation: the last
+    # no validation (a final fit): the last epoch
+    best = int(np.argmax(val_acc)) if val_acc else len(history.get("loss", [0])) - 1
     # Throughput over training-only time, skipping the first epoch (graph tracing) when there are more.
     secs = monitor.train_seconds[1:] or monitor.train_seconds
     ips = len(splits.y_train) * len(secs) / sum(secs) if secs and sum(secs) > 0 else float("nan")
+    validate = len(splits.y_val) > 0
     latency = (
         _latency_ms(model, splits.x_val if validate else splits.x_train)
         if measure_latency and stop_reason != "nan_loss"
@@ -252,7 +257,7 @@ def train(
         n_params=int(model.count_params()),
         latency_ms=latency,
         best_weights=monitor.best_weights,
-        resumed_at=start,
+        resumed_at=resumed_at,
     )
 
 

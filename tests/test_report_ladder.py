@@ -27,6 +27,7 @@ def test_collect_reads_the_busiest_rung_and_the_verdict(mf_study):
     v = data.rungs.verdict
     assert v.top_rung == 1 and v.final_number == data.best.number and v.final_epochs == 2
     assert v.final_is_warm == data.best.warm_start
+    assert v.final_choice.startswith("trial ") or "warm start" in v.final_choice  # the schedule's reason
     # every configuration's path starts at rung 0; the winner's reaches the final
     assert len(data.rungs.paths) == 6 and any(data.best.number in p for p in data.rungs.paths)
     assert all(f.check != "boundary" or "warm" not in f.message for f in data.flags)

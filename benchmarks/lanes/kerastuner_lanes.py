@@ -76,8 +76,9 @@ def lane_kerastuner(name: str, cfg, splits, budget: float, tmp: Path, args) -> d
             kt.Tuner.__init__(self, **kw)
 
         def run_trial(self, trial, *a, **kw):
-            bs = trial.hyperparameters.values.get("batch_size", 32)
-            train_ds, val_ds = datasets(splits, int(bs), seed=0)
+            values = trial.hyperparameters.values
+            smoothing = float(values.get("label_smoothing") or 0) > 0  # one-hot labels for its loss
+            train_ds, val_ds = datasets(splits, int(values.get("batch_size", 32)), seed=0, one_hot=smoothing)
             kw.update(x=train_ds, validation_data=val_ds)
             kw.pop("batch_size", None)
             return super().run_trial(trial, *a, **kw)

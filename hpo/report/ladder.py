@@ -33,6 +33,7 @@ class Verdict:
     final_is_warm: bool | None
     final_value: float | None
     final_epochs: int | None
+    final_choice: str = ""  # why the final trained its configuration, as the schedule recorded it
 
     @property
     def margin(self) -> float | None:
@@ -103,6 +104,7 @@ def view(rows: Sequence[TrialRow], n_rungs: int) -> RungView | None:
         final_is_warm=final.warm_start if final else None,
         final_value=final.value if final else None,
         final_epochs=final.epochs_run if final else None,
+        final_choice=final.choice if final else "",
     )
     warm_won = all(
         (b := _best([r for r in finished if r.rung == k])) is not None and b.warm_start

@@ -139,6 +139,8 @@ def verdict_html(rungs: RungView, best: BestSummary | None) -> str:
             f"<p>The final (trial {esc(v.final_number)}) trained {what} on all the training images for "
             f"{esc(v.final_epochs)} epochs: validation accuracy {esc(pct(v.final_value))}.</p>"
         )
+        if v.final_choice:
+            final += f"<p>Why: {esc(v.final_choice)}.</p>"
     return beat + final
 
 

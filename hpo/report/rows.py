@@ -35,6 +35,7 @@ class TrialRow:
     rung_value: float | None = None  # its score at that rung (a PRUNED rung trial has no value)
     promoted_from: int | None = None  # the trial of the rung below whose configuration it trained
     final: bool = False  # the full-fidelity training of the study's winner
+    choice: str = ""  # a final's: why it trains its configuration (the guardrail's verdict)
 
     @property
     def epochs_run(self) -> int:
@@ -68,6 +69,7 @@ def trial_row(t: FrozenTrial) -> TrialRow:
         rung_value=schedule.rung_value(t),
         promoted_from=_int_or_none(ua.get(keys.PROMOTED_FROM)),
         final=bool(ua.get(keys.FINAL, False)),
+        choice=str(ua.get(keys.CHOICE) or ""),
         fail_reason=str(t.system_attrs.get("fail_reason") or ua.get(keys.FAIL_REASON) or ""),
     )
 
