@@ -5,7 +5,7 @@ Layers; a module imports only from the rows above it (``tests/test_layers.py`` c
   errors keys formats            exception types (exit 2 or 1); the names stored with Optuna; number formats
   paths backend                  where files live; the one door to TensorFlow/Keras
   sources                        where datasets come from: files on disk, image folders, the Keras download
-  spaces data models             search spaces; the dataset registry, checks and splits; the model registry
+  spaces data models priorband   search spaces; datasets, checks and splits; models; a prior-first sampler
   storage components sections    storage URLs, the study lock; sampler/pruner registries; study-file tables
   artifacts                      trained models as Optuna artifacts: atomic store, best-k eviction, loading
   config                         studies/*.toml -> one typed StudyConfig (to_dict / from_dict)

@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping
 import optuna
 
 from hpo.errors import UserError, choices_hint
+from hpo.priorband import PriorBandSampler
 
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
@@ -17,6 +18,7 @@ SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "qmc": optuna.samplers.QMCSampler,
     "gp": optuna.samplers.GPSampler,
     "cmaes": optuna.samplers.CmaEsSampler,
+    "priorband": PriorBandSampler,  # near the warm starts first, near the incumbent later, the rest TPE
 }
 
 
@@ -62,7 +64,7 @@ def check_options(kind: str, name: str, options: Mapping[str, Any], *, where: st
     registry = SAMPLERS if kind == "sampler" else PRUNERS
     if name not in registry:
         raise UserError(f"{where}: {choices_hint(kind, name, registry)}")
-    accepted = set(inspect.signature(registry[name]).parameters) - {"seed"}
+    accepted = set(inspect.signature(registry[name]).parameters) - {"seed", "priors"}
     bad = set(options) - accepted
     if bad:
         raise UserError(
@@ -78,6 +80,7 @@ def make_sampler(
     seed: int,
     n_existing_trials: int = 0,
     worker_index: int | None = None,
+    priors: tuple = (),
     where: str = "sampler",
 ) -> optuna.samplers.BaseSampler:
     """The sampler ``name`` with ``options``, seeded from the study seed.
@@ -86,10 +89,13 @@ def make_sampler(
     would replay the first run's random start-up draws and repeat configurations. Worker processes
     (``worker_index``, set by ``--n-workers``) start together and see the same stored trials, so
     each also mixes in its index: with one seed they would all draw the same configurations.
-    (Parallel TPE's ``constant_liar`` is Optuna 5's default.)
+    (Parallel TPE's ``constant_liar`` is Optuna 5's default.) ``priors``: the warm starts, for a sampler
+    that starts from them (``priorband``).
     """
     cls = SAMPLERS[name]
     kwargs = dict(options)
+    if "priors" in inspect.signature(cls).parameters:
+        kwargs["priors"] = tuple(priors)
     if "seed" in inspect.signature(cls).parameters:
         if n_existing_trials:
             seed = trial_seed(seed, n_existing_trials)

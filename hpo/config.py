@@ -158,6 +158,7 @@ class StudyConfig:
             seed=self.seed,
             n_existing_trials=n_existing_trials,
             worker_index=worker_index,
+            priors=self.warm_start if self.use_warm_start else (),
             where=f"{self.source}:sampler",
         )
 

@@ -32,6 +32,8 @@ BEST_EPOCH = "best_epoch"
 STOP_REASON = "stop_reason"  # completed | early_stopping | pruned | nan_loss | time_limit
 LATENCY_MS = "latency_ms"
 N_TRAIN = "n_train"
+# written by the sampler
+SAMPLED_FROM = "sampled_from"  # priorband: where a new configuration came from (prior | incumbent | base)
 
 QUEUED = (WARM_START, RUNG, TIME_LIMIT, PROMOTED_FROM, FINAL, CHOICE, EPOCHS)
 TRIAL_ATTRS = frozenset(
@@ -51,6 +53,7 @@ TRIAL_ATTRS = frozenset(
         STOP_REASON,
         LATENCY_MS,
         N_TRAIN,
+        SAMPLED_FROM,
     }
 )
 
