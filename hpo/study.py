@@ -82,40 +82,7 @@ def _run(
         finally:
             progress.close()
     else:
-        backend.configure(threads=cfg.threads)
-        study = open_study(cfg, worker_index=worker)
-        if parent:
-            study.set_user_attr(keys.RUN_STARTED, time.time())
-            console.announce(study, cfg, out)
-        store, trial_end = None, list(hooks.trial_end)
-        if cfg.artifact_dir is not None:
-            store = artifacts.open_store(cfg.artifact_dir)
-            lock = StudyLock(cfg.storage, cfg.name)
-            trial_end.append(lambda st, _: artifacts.evict(st, store, keep=cfg.keep_models, lock=lock))
-        elif parent:
-            print(
-                "models: not stored (a server storage has no folder beside it); pass --artifacts DIR",
-                file=out,
-            )
-        progress = console.Progress(
-            total=None if cfg.budget.n_trials is None else cfg.budget.n_trials - console.count_done(study),
-            out=out,
-            enabled=parent,
-        )
-        ckpt_dir = checkpoints.default_dir(cfg.storage, cfg.artifacts, cfg.name)
-        objective = Objective(
-            cfg,
-            splits,
-            epoch_hooks=[*hooks.epoch, progress.epoch_hook],
-            after_training=hooks.after_training,
-            store=store,
-            checkpoints=Checkpoints(ckpt_dir) if ckpt_dir is not None else None,
-            plan=plan_for(study, cfg, n_train),
-        )
-        loop = TrialLoop(
-            study, objective, cfg, out=out, progress=progress, on_trial_end=trial_end, plan=objective.plan
-        )
-        n_failed = loop.run()
+        study, n_failed = _run_here(cfg, splits, worker=worker, hooks=hooks, out=out)
     if parent:
         console.print_summary(study, cfg, out=out)
         plan = plan_for(study, cfg, n_train)
@@ -132,6 +99,44 @@ def _run(
             "finished trials are saved: fix the cause and run the same command again"
         )
     return study
+
+
+def _run_here(
+    cfg: StudyConfig, splits, *, worker: int | None, hooks: Hooks, out: TextIO
+) -> tuple[optuna.Study, int]:
+    """The trial loop in this process (the only worker, or worker ``worker`` of several): (study, failed)."""
+    parent = worker is None
+    backend.configure(threads=cfg.threads)
+    study = open_study(cfg, worker_index=worker)
+    if parent:
+        study.set_user_attr(keys.RUN_STARTED, time.time())
+        console.announce(study, cfg, out)
+    store, trial_end = None, list(hooks.trial_end)
+    if cfg.artifact_dir is not None:
+        store = artifacts.open_store(cfg.artifact_dir)
+        lock = StudyLock(cfg.storage, cfg.name)
+        trial_end.append(lambda st, _: artifacts.evict(st, store, keep=cfg.keep_models, lock=lock))
+    elif parent:
+        print("models: not stored (a server storage has no folder beside it); pass --artifacts DIR", file=out)
+    progress = console.Progress(
+        total=None if cfg.budget.n_trials is None else cfg.budget.n_trials - console.count_done(study),
+        out=out,
+        enabled=parent,
+    )
+    ckpt_dir = checkpoints.default_dir(cfg.storage, cfg.artifacts, cfg.name)
+    objective = Objective(
+        cfg,
+        splits,
+        epoch_hooks=[*hooks.epoch, progress.epoch_hook],
+        after_training=hooks.after_training,
+        store=store,
+        checkpoints=Checkpoints(ckpt_dir) if ckpt_dir is not None else None,
+        plan=plan_for(study, cfg, len(splits.y_train)),
+    )
+    loop = TrialLoop(
+        study, objective, cfg, out=out, progress=progress, on_trial_end=trial_end, plan=objective.plan
+    )
+    return study, loop.run()
 
 
 def plan_for(study: optuna.Study, cfg: StudyConfig, n_train: int) -> RungPlan | None:

@@ -198,6 +198,41 @@ def missing_dataset(st: Any, name: str) -> str:
     )
 
 
+REFERENCE_COLUMNS = [
+    "model",
+    "role",
+    "measured test accuracy",
+    "published",
+    "measured − published (points)",
+    "parameters",
+    "train images",
+    "time",
+    "McNemar vs ours",
+    "note",
+]
+
+
+def _reference_row(r: Row) -> list:
+    """One row of a dataset's reference table (:data:`REFERENCE_COLUMNS`)."""
+    ran = bool(r.measured and r.measured.n)
+    measured = describe(r.measured) if ran else ("not measured" if r.role != "published" else "–")
+    delta = f"{100 * (r.measured.mean - r.published):+.2f}" if ran and r.published else "–"
+    mc = "; ".join(f"b={m.only_a}, c={m.only_b}, {pvalue(m.p_value)}" for m in r.mcnemar) or "–"
+    published = f"{pct(r.published)} (published in “{r.source}”)" if r.published is not None else "–"
+    return [
+        r.label,
+        r.role,
+        measured,
+        published,
+        delta,
+        r.n_params,
+        r.n_train,
+        seconds(r.seconds),
+        mc,
+        r.note,
+    ]
+
+
 def references_section(
     data: StudyData, retrain: RetrainData | None, rows: Mapping[str, Sequence[Row]], plots: Mapping[str, Plot]
 ) -> str:
@@ -236,52 +271,7 @@ def references_section(
         st = retrain.datasets.get(ds) if retrain else None
         if st is not None and not st.available:
             out.append(missing_dataset(st, ds))
-        trs = []
-        for r in ds_rows:
-            measured = (
-                describe(r.measured)
-                if r.measured and r.measured.n
-                else ("not measured" if r.role != "published" else "–")
-            )
-            delta = (
-                f"{100 * (r.measured.mean - r.published):+.2f}"
-                if r.measured and r.measured.n and r.published
-                else "–"
-            )
-            mc = "; ".join(f"b={m.only_a}, c={m.only_b}, {pvalue(m.p_value)}" for m in r.mcnemar) or "–"
-            published = f"{pct(r.published)} (published in “{r.source}”)" if r.published is not None else "–"
-            trs.append(
-                [
-                    r.label,
-                    r.role,
-                    measured,
-                    published,
-                    delta,
-                    r.n_params,
-                    r.n_train,
-                    seconds(r.seconds),
-                    mc,
-                    r.note,
-                ]
-            )
-        out.append(
-            table(
-                [
-                    "model",
-                    "role",
-                    "measured test accuracy",
-                    "published",
-                    "measured − published (points)",
-                    "parameters",
-                    "train images",
-                    "time",
-                    "McNemar vs ours",
-                    "note",
-                ],
-                trs,
-                numeric=(4, 5, 6, 7),
-            )
-        )
+        out.append(table(REFERENCE_COLUMNS, [_reference_row(r) for r in ds_rows], numeric=(4, 5, 6, 7)))
     if retrain and retrain.skipped:
         out.append(
             "<p class='note'>Not run, the data is missing: "
