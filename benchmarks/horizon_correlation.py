@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -121,42 +122,52 @@ def _run_jobs(args, jobs: list[tuple[int, str]], configs: list[dict], save) -> N
     work = Path(tempfile.mkdtemp(prefix="horizon_"))
     running: dict = {}
     pending = list(jobs)
-    while pending or running:
-        while pending and free:
-            i, fid = pending.pop(0)
-            core = free.pop(0)
-            (work / f"{i}.json").write_text(json.dumps(configs[i]))
-            out = work / f"{i}_{fid}.result.json"
-            cmd = [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--study",
-                args.study,
-                "--job-config",
-                str(i),
-            ]
-            cmd += ["--job-fidelity", fid, "--job-params", str(work / f"{i}.json"), "--job-out", str(out)]
-            cmd += ["--threads", str(args.threads)] + (["--core", str(core)] if core is not None else [])
-            cmd += ["--data-dir", args.data_dir] if args.data_dir else []
-            running[(i, fid)] = (subprocess.Popen(cmd, cwd=ROOT), core, out)
-        time.sleep(1.0)
-        for key, (proc, core, out) in list(running.items()):
-            if proc.poll() is None:
-                continue
-            del running[key]
-            free.append(core)
-            if proc.returncode != 0 or not out.is_file():
-                raise SystemExit(
-                    f"horizon_correlation: config {key[0]} at {key[1]} failed (exit {proc.returncode})"
+    try:
+        while pending or running:
+            while pending and free:
+                i, fid = pending.pop(0)
+                core = free.pop(0)
+                (work / f"{i}.json").write_text(json.dumps(configs[i]))
+                out = work / f"{i}_{fid}.result.json"
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--study", args.study]
+                cmd += [
+                    "--job-config",
+                    str(i),
+                    "--job-fidelity",
+                    fid,
+                    "--job-params",
+                    str(work / f"{i}.json"),
+                ]
+                cmd += ["--job-out", str(out), "--threads", str(args.threads)]
+                cmd += (["--core", str(core)] if core is not None else []) + (
+                    ["--data-dir", args.data_dir] if args.data_dir else []
                 )
-            result = json.loads(out.read_text())
-            save(key, result)
-            where = f"core {core}" if core is not None else "unpinned"
-            print(
-                f"config {key[0]} {key[1]}: val {result['val']:.4f}, {result['epochs']} epochs "
-                f"in {result['seconds']:.0f} s ({where})",
-                flush=True,
-            )
+                running[(i, fid)] = (subprocess.Popen(cmd, cwd=ROOT), core, out)
+            time.sleep(1.0)
+            for key, (proc, core, out) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[key]
+                free.append(core)
+                if proc.returncode != 0 or not out.is_file():
+                    raise SystemExit(
+                        f"horizon_correlation: config {key[0]} at {key[1]} failed (exit {proc.returncode}); "
+                        "the finished results are kept: the same command continues"
+                    )
+                result = json.loads(out.read_text())
+                save(key, result)
+                where = f"core {core}" if core is not None else "unpinned"
+                print(
+                    f"config {key[0]} {key[1]}: val {result['val']:.4f}, {result['epochs']} epochs "
+                    f"in {result['seconds']:.0f} s ({where})",
+                    flush=True,
+                )
+    finally:
+        for proc, _, _ in running.values():  # a failure or Ctrl-C: no training left running on a core
+            proc.terminate()
+        for proc, _, _ in running.values():
+            proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -192,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"horizon_correlation_{cfg.name}.json")
     stored = json.loads(out.read_text()) if out.is_file() else {}
     configs = stored.get("configs") or sample_configs(cfg, args.configs, args.seed)
+    if len(configs) != args.configs:
+        print(f"{out} holds {len(configs)} configurations: continuing with them (--out NEW for others)")
     results: dict = stored.get("results", {})
 
     def save(key, result) -> None:

@@ -47,14 +47,19 @@ def main(argv: list[str] | None = None) -> None:
     if not cfg.warm_start or not cfg.multi_fidelity.enabled:
         raise SystemExit(f"warm_start_spread: {cfg.source} needs a [[warm_start]] and [multi_fidelity] rungs")
     backend.configure(threads=args.threads)
+    whole = cfg.load_splits()
+    cfg = cfg.fit_rungs(len(whole.y_train))  # as a run does, under --max-train-samples too
     top = cfg.multi_fidelity.rungs[-1]
     params = dict(cfg.warm_start[0])
-    splits = cfg.load_splits().subset(top.train_samples, seed=cfg.seed)
+    splits = whole.subset(top.train_samples, seed=cfg.seed)
     print(f"first warm start of {cfg.name} at {len(splits.y_train)} images x {top.epochs} epochs", flush=True)
     scores, seconds = [], []
     for i in range(args.seeds):
         t0 = time.perf_counter()
-        r = training.train(cfg.model, params, splits, epochs=top.epochs, seed=trial_seed(cfg.seed, i))
+        seed = trial_seed(cfg.seed, i)  # a rung trial's training: its early stopping, no time limit
+        r = training.train(
+            cfg.model, params, splits, epochs=top.epochs, seed=seed, early_stopping=cfg.early_stopping
+        )
         seconds.append(time.perf_counter() - t0)
         scores.append(r.best_val_accuracy)
         training.release()

@@ -50,7 +50,8 @@ def ema_swap(resumed: bool) -> tuple[Any, Any]:
     planned last epoch ends; a run stopped sooner (early stopping, a pruner, a clock) would get the raw
     weights from ``fit``'s closing ``finalize_variable_values``. The second callback, last in the list,
     sees every stop of the epoch and keeps the average there. ``resumed``: the model comes from a
-    snapshot, which holds the average in the model and the raw weights in the optimizer.
+    snapshot, which holds the average in the model and the raw weights in the optimizer. Keras averages
+    the trainable variables only: BatchNormalization's moving statistics are the raw run's.
     """
     keras = backend.keras()
 

@@ -107,8 +107,11 @@ class Checkpoints:
             warnings.filterwarnings("error", message="Skipping variable loading for optimizer")
             try:
                 model = backend.keras().models.load_model(self.dir / state["model"])
-            except UserWarning as e:
-                raise RuntimeError(f"checkpoint {self.dir / state['model']}: {e}") from None
+            except (
+                UserWarning,
+                ValueError,
+            ) as e:  # Keras reraises the warning as "objects could not be loaded"
+                raise RuntimeError(f"checkpoint {self.dir / state['model']} cannot be resumed: {e}") from None
         arrays: dict[str, list] = {}
         with np.load(self.dir / state["arrays"]) as z:
             for name in sorted(z.files, key=lambda n: (n.rsplit(".", 1)[0], int(n.rsplit(".", 1)[1]))):

@@ -35,7 +35,7 @@ N_TRAIN = "n_train"
 # written by the sampler
 SAMPLED_FROM = "sampled_from"  # priorband: where a new configuration came from (prior | incumbent | base)
 
-QUEUED = (WARM_START, RUNG, TIME_LIMIT, PROMOTED_FROM, FINAL, CHOICE, EPOCHS)
+QUEUED = (WARM_START, RUNG, TIME_LIMIT, PROMOTED_FROM, FINAL, CHOICE, EPOCHS, SAMPLED_FROM)
 TRIAL_ATTRS = frozenset(
     {
         *QUEUED,
@@ -53,7 +53,6 @@ TRIAL_ATTRS = frozenset(
         STOP_REASON,
         LATENCY_MS,
         N_TRAIN,
-        SAMPLED_FROM,
     }
 )
 

@@ -430,8 +430,6 @@ FAMILY_PARAMS: dict[str, set[str]] = {
         "erasing",
     },
 }
-# Set by training from the data when a family's augmentation needs them; never searched.
-DATA_PARAMS = {"background", "value_range"}
 FAMILY_PARAMS["fashion_baseline"] = FAMILY_PARAMS["fashion_cnn"] - {"variant"}
 FAMILY_PARAMS["fashion_extended"] = FAMILY_PARAMS["fashion_cnn"] - {"variant"}
 

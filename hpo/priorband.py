@@ -71,12 +71,13 @@ class PriorBandSampler(BaseSampler):
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._base.before_trial(study, trial)
-        if trial.system_attrs.get("fixed_params"):
-            return  # an enqueued configuration: nothing is sampled
+        if trial.system_attrs.get("fixed_params") or trial.params or keys.SAMPLED_FROM in trial.user_attrs:
+            return  # an enqueued configuration, or a retried one: nothing new is sampled
         finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
         source, centre, spread = self.choose(finished)
         self._plan[trial._trial_id] = (source, centre, spread)
         study._storage.set_trial_user_attr(trial._trial_id, keys.SAMPLED_FROM, source)
+        trial.user_attrs[keys.SAMPLED_FROM] = source  # the Trial's own cached copy
 
     def choose(self, finished: Sequence[FrozenTrial]) -> tuple[str, dict[str, Any] | None, float]:
         """(source, centre, spread) for a new configuration, given the finished trials."""

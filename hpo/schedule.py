@@ -255,8 +255,14 @@ class RungPlan:
         warm = next((t for t in ranked if t.user_attrs.get(keys.WARM_START)), None)
         if ranked and (warm is None or ranked[0] is warm):
             best = ranked[0]
-            who = "a warm start" if warm is not None else "a sampled configuration"
-            return best, f"trial {best.number}, {who}, is the best at the highest rung"
+            if warm is not None:
+                return best, f"trial {best.number}, a warm start, is the best at the highest rung"
+            why = (
+                "no warm start has a score there"
+                if any(t.user_attrs.get(keys.WARM_START) for t in trials)
+                else ""
+            )
+            return best, f"trial {best.number} is the best at the highest rung" + (f" ({why})" if why else "")
         if ranked and warm is not None:
             best = ranked[0]
             lead = (rung_value(best) or 0.0) - (rung_value(warm) or 0.0)

@@ -94,3 +94,37 @@ def test_an_ema_momentum_halves_an_old_step_after_its_half_life():
     assert m**50 == pytest.approx(0.5)
     with pytest.raises(ValueError, match="half_life_epochs > 0"):
         ema_momentum(0.0, steps_per_epoch=100)
+
+
+def test_early_stopping_restores_an_averaged_best_epoch(tiny):
+    from hpo.training import train
+
+    cfg, splits = tiny()  # early stopping on val_loss, restoring the best weights
+    params = {"filters": 4, "learning_rate": 5e-3, "batch_size": 32, "ema_half_life": 0.5}
+    stop = [lambda end: "pruned" if end.epoch == 3 else None]
+    r = train(
+        cfg.model,
+        params,
+        splits,
+        epochs=6,
+        seed=0,
+        measure_latency=False,
+        early_stopping=cfg.early_stopping,
+        epoch_hooks=stop,
+    )
+    best = int(np.argmin(r.history["val_loss"]))  # the epoch early stopping restores
+    assert _val_accuracy(r.model, splits) == pytest.approx(r.history["val_accuracy"][best], abs=1e-6)
+
+
+def test_a_final_fit_without_validation_keeps_the_average(tiny):
+    from hpo.training import train
+
+    cfg, splits = tiny()
+    final = splits.for_final_fit()  # train and validation images together, nothing validated
+    params = {"filters": 4, "learning_rate": 5e-3, "batch_size": 32, "ema_half_life": 20.0}
+    kw = dict(epochs=2, seed=0, measure_latency=False)
+    averaged = train(cfg.model, params, final, **kw)
+    raw = train(cfg.model, {**params, "ema_half_life": 0.0}, final, **kw)
+    assert averaged.history.get("val_accuracy") is None
+    # scored on the validation images it trained on: the raw weights learned them, the slow average did not
+    assert _val_accuracy(raw.model, splits) > _val_accuracy(averaged.model, splits) + 0.1

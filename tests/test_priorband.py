@@ -63,11 +63,21 @@ def test_once_there_is_an_incumbent_proposals_come_from_every_source():
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(_objective, n_trials=45)
     sources = [t.user_attrs[keys.SAMPLED_FROM] for t in study.trials]
-    assert sources[0] == "prior" or sources[0] == "base"  # no incumbent yet: never around one
-    assert "incumbent" not in sources[:1]
     assert {"prior", "incumbent", "base"} <= set(sources)
     assert 0.15 < sources.count("base") / len(sources) < 0.55  # about p_base
     assert abs(study.best_params["x"] - 0.3) < 0.05
+
+
+def test_a_trial_queued_without_values_as_the_schedule_queues_it_is_sampled_and_labelled():
+    sampler = PriorBandSampler([PRIOR], p_base=0.0, seed=3)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.enqueue_trial({}, user_attrs={keys.RUNG: 0})  # what hpo's rung plan queues for a new configuration
+    seen = []
+    study.optimize(lambda t: seen.append(t.user_attrs.get(keys.SAMPLED_FROM)) or _objective(t), n_trials=1)
+    trial = study.trials[0]
+    assert trial.user_attrs[keys.RUNG] == 0 and trial.user_attrs[keys.SAMPLED_FROM] == "prior"
+    assert seen == ["prior"]  # the objective sees it too
+    assert set(trial.params) == set(PRIOR)
 
 
 def test_enqueued_configurations_keep_their_values_and_are_not_labelled():

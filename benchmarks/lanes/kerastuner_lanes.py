@@ -80,6 +80,7 @@ def lane_kerastuner(name: str, cfg, splits, budget: float, tmp: Path, args) -> d
             smoothing = float(values.get("label_smoothing") or 0) > 0  # one-hot labels for its loss
             train_ds, val_ds = datasets(splits, int(values.get("batch_size", 32)), seed=0, one_hot=smoothing)
             kw.update(x=train_ds, validation_data=val_ds)
+            kw["callbacks"] = _as_hpo_trains(values, list(kw.get("callbacks") or []))
             kw.pop("batch_size", None)
             return super().run_trial(trial, *a, **kw)
 
@@ -105,4 +106,32 @@ def lane_kerastuner(name: str, cfg, splits, budget: float, tmp: Path, args) -> d
         out["winner"] = {"val": float(best[0].score), "params": dict(best[0].hyperparameters.values)}
         x, y = test_set(cfg, splits)
         out["test_as_trained"] = evaluate(tuner.load_model(best[0]), x, y)
+    return out
+
+
+def _as_hpo_trains(values: dict, callbacks: list) -> list:
+    """The callbacks of a KerasTuner trial, with what ``hpo.training.train`` adds for these values: the
+    weight average swapped in for validation and kept at the end, early stopping on ``val_accuracy``
+    under label smoothing (its validation loss is smoothed too)."""
+    from hpo import backend
+    from hpo import callbacks as hpo_callbacks
+
+    keras = backend.keras()
+    out = []
+    for cb in callbacks:
+        if (
+            float(values.get("label_smoothing") or 0) > 0
+            and isinstance(cb, keras.callbacks.EarlyStopping)
+            and cb.monitor == "val_loss"
+        ):
+            cb = keras.callbacks.EarlyStopping(
+                monitor="val_accuracy",
+                mode="max",
+                patience=cb.patience,
+                restore_best_weights=cb.restore_best_weights,
+            )
+        out.append(cb)
+    if float(values.get("ema_half_life") or 0) > 0:
+        swap, keep = hpo_callbacks.ema_swap(resumed=False)
+        out = [swap, *out, keep]
     return out
