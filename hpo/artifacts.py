@@ -6,7 +6,9 @@ Optuna's ``upload_artifact`` records the metadata before the bytes, and ``FileSy
 writes in place, so ``AtomicFileSystemArtifactStore`` writes a temporary file and renames it: a
 reader sees a whole file or none. Readers trust only COMPLETE trials and say "no model" for a missing
 file. Only the best ``keep`` trials keep their file; Optuna cannot remove a finished trial's artifact
-metadata, so evictions are recorded in the study user attr ``evicted_models``.
+metadata, so evictions are recorded in the study user attr ``evicted_models``. With
+``final_from_rung``, a highest-rung trial (PRUNED) stores its model too, for the final to start from
+(:func:`stored_weights`); eviction leaves those alone.
 """
 
 from __future__ import annotations
@@ -136,6 +138,15 @@ def stored_model_status(
     if not path.is_file():
         return None, f"trial {trial.number}'s model file {path} is missing"
     return path, ""
+
+
+def stored_weights(store: AtomicFileSystemArtifactStore, trial: FrozenTrial) -> list | None:
+    """The weights of ``trial``'s stored model, whatever its state, or None when it has none."""
+    artifact_id = model_artifact_id(trial)
+    path = Path(store._get_filepath(artifact_id)) if artifact_id is not None else None
+    if path is None or not path.is_file():
+        return None
+    return load_model(path).get_weights()
 
 
 def load_model(path: Path) -> Any:

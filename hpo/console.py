@@ -16,6 +16,7 @@ from hpo.callbacks import EpochEnd, EpochHook
 from hpo.errors import one_line
 from hpo.formats import params_text
 from hpo.paths import study_argument
+from hpo.schedule import RungPlan, rung_of
 from hpo.storage import describe_storage
 
 
@@ -129,6 +130,28 @@ def print_summary(study: optuna.Study, cfg: Any, *, out: TextIO) -> None:
     print(
         f"report:    hpo report --study {study_arg} --study-name {cfg.name} --storage {cfg.storage}", file=out
     )
+
+
+def time_spent(plan: RungPlan, trials: Sequence[FrozenTrial]) -> list[tuple[str, int, float]]:
+    """(phase, trials, seconds) per rung and for the full fidelity."""
+    rows = []
+    for rung in range(plan.full + 1):
+        ts = [t for t in trials if rung_of(t) == rung and t.duration]
+        if rung < plan.full:
+            r = plan.mf.rungs[rung]
+            epochs = sorted({int(t.user_attrs.get(keys.EPOCHS) or r.epochs) for t in ts} or {r.epochs})
+            shown = str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}"
+            name = f"rung {rung} ({r.train_samples} images x {shown} epochs)"
+        else:
+            sizes = sorted(
+                {
+                    f"{t.user_attrs.get(keys.N_TRAIN, plan.n_train)} x {t.user_attrs.get(keys.EPOCHS)}"
+                    for t in ts
+                }
+            )
+            name = f"full fidelity (images x epochs: {', '.join(sizes) or '-'})"
+        rows.append((name, len(ts), sum(t.duration.total_seconds() for t in ts)))
+    return rows
 
 
 def print_time_spent(rows: Sequence[tuple[str, int, float]], *, out: TextIO) -> None:

@@ -17,6 +17,7 @@ PROMOTED_FROM = "promoted_from"  # the trial number whose configuration was prom
 FINAL = "final"  # the full-fidelity winner's training
 CHOICE = "choice"  # why the final trains this configuration (the guardrail's verdict), in words
 EPOCHS = "epochs"  # epochs planned for the trial when the schedule sets them
+INIT_FROM = "init_from"  # a final's: the highest-rung trial whose stored weights it starts from
 RETRY_OF = "retry_of"  # the original trial of a re-queued copy
 # written by the objective
 SEED = "seed"
@@ -32,10 +33,11 @@ BEST_EPOCH = "best_epoch"
 STOP_REASON = "stop_reason"  # completed | early_stopping | pruned | nan_loss | time_limit
 LATENCY_MS = "latency_ms"
 N_TRAIN = "n_train"
+STARTED_FROM = "started_from"  # a final's: "trial N's weights", or why it started from scratch
 # written by the sampler
 SAMPLED_FROM = "sampled_from"  # priorband: where a new configuration came from (prior | incumbent | base)
 
-QUEUED = (WARM_START, RUNG, TIME_LIMIT, PROMOTED_FROM, FINAL, CHOICE, EPOCHS, SAMPLED_FROM)
+QUEUED = (WARM_START, RUNG, TIME_LIMIT, PROMOTED_FROM, FINAL, CHOICE, EPOCHS, INIT_FROM, SAMPLED_FROM)
 TRIAL_ATTRS = frozenset(
     {
         *QUEUED,
@@ -53,6 +55,7 @@ TRIAL_ATTRS = frozenset(
         STOP_REASON,
         LATENCY_MS,
         N_TRAIN,
+        STARTED_FROM,
     }
 )
 

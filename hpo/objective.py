@@ -133,6 +133,7 @@ class Objective:
                 train_params["lr_schedule"] = "constant"
                 extra.append(callbacks.clock_decay(time.time() + fid.time_limit, decay=cosine))
                 epochs = cfg.multi_fidelity.max_final_epochs
+            init = self._init_weights(trial) if resume is None else None
             result = training.train(
                 cfg.model,
                 train_params,
@@ -144,10 +145,12 @@ class Objective:
                 # epoch: early stopping on val_loss would cut a long cosine run at its val_loss minimum.
                 early_stopping=None if fid is not None and fid.budgeted_final else cfg.early_stopping,
                 epoch_hooks=[reporter, *(make(trial) for make in self.epoch_hooks)],
-                keep_best_weights=self.store is not None,
+                keep_best_weights=self.store is not None
+                or (fid is not None and self.plan.stores_for_final(fid)),
                 resume=resume,
                 save=self._saver(trial, key, params, reporter),
                 time_limit=fid.time_limit if fid is not None else None,
+                init_weights=init,
             )
             finished = True
             return self._conclude(trial, result, fid, n_train=len(splits.y_train))
@@ -189,12 +192,32 @@ class Objective:
             raise TrainingDiverged(reason)
         if result.stop_reason == "pruned":
             raise optuna.TrialPruned(f"pruned at epoch {len(result.epoch_seconds)}")
-        if fid is not None and fid.rung < self.plan.full:  # a lower rung: ranked below full fidelity
-            raise optuna.TrialPruned(f"rung {fid.rung} done: val_accuracy {result.best_val_accuracy:.4f}")
-        if self.store is not None and result.best_weights and isinstance(trial, optuna.Trial):
+        full = fid is None or fid.rung == self.plan.full
+        keep = full or self.plan.stores_for_final(fid)  # a highest-rung model the final may start from
+        if keep and self.store is not None and result.best_weights and isinstance(trial, optuna.Trial):
             result.model.set_weights(result.best_weights)
             artifacts.upload_model(trial, result.model, self.store)
+        if not full:  # a lower rung: ranked below full fidelity
+            raise optuna.TrialPruned(f"rung {fid.rung} done: val_accuracy {result.best_val_accuracy:.4f}")
         return result.best_val_accuracy
+
+    def _init_weights(self, trial) -> list | None:
+        """A final's starting weights: those its configuration reached at the highest rung, when the plan
+        named that trial (``final_from_rung``) and its model is stored; else None (from scratch). The
+        trial records which (``started_from``)."""
+        source = trial.user_attrs.get(keys.INIT_FROM)
+        if source is None:
+            return None
+        weights = None
+        if self.store is not None:
+            weights = artifacts.stored_weights(self.store, trial.study.trials[int(source)])
+        why = (
+            f"trial {source}'s weights"
+            if weights is not None
+            else f"scratch: trial {source} has no stored model"
+        )
+        trial.set_user_attr(keys.STARTED_FROM, why)
+        return weights
 
     def _subset(self, n: int) -> Splits:
         """A rung's stratified subset, the same for every trial of the rung (drawn with the study seed)."""

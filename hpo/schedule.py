@@ -250,49 +250,41 @@ class RungPlan:
         there, measured once and kept in the study file: the difference of two such scores spreads by
         sqrt(2) of it). A smaller lead is within what another seed of the warm start could score.
         """
-        top = self.full - 1
-        ranked = _ranked(trials, top)
+        ranked = _ranked(trials, self.full - 1)
         warm = next((t for t in ranked if t.user_attrs.get(keys.WARM_START)), None)
-        if ranked and (warm is None or ranked[0] is warm):
-            best = ranked[0]
-            if warm is not None:
-                return best, f"trial {best.number}, a warm start, is the best at the highest rung"
-            why = (
-                "no warm start has a score there"
-                if any(t.user_attrs.get(keys.WARM_START) for t in trials)
-                else ""
+        if not ranked:
+            best = self._below_top(trials)
+            if best is None:
+                return None, "no trial has finished"
+            who = "the warm start" if best.user_attrs.get(keys.WARM_START) else "the best configuration"
+            return (
+                best,
+                f"{who} (trial {best.number}) at rung {rung_of(best)}: none finished the highest rung",
             )
-            return best, f"trial {best.number} is the best at the highest rung" + (f" ({why})" if why else "")
-        if ranked and warm is not None:
-            best = ranked[0]
-            lead = (rung_value(best) or 0.0) - (rung_value(warm) or 0.0)
-            bar = math.sqrt(2) * self.mf.warm_start_sd
-            if lead > bar:
-                return best, (
-                    f"trial {best.number} beat the warm start (trial {warm.number}) at the highest rung by "
-                    f"{lead:+.4f}, more than the guardrail {bar:.4f}"
-                )
-            return warm, (
-                f"the warm start (trial {warm.number}) is kept: trial {best.number} led it at the highest "
-                f"rung by {lead:+.4f}, within the guardrail sqrt(2) x {self.mf.warm_start_sd:.4f} = {bar:.4f}"
+        best = ranked[0]
+        if warm is None or best is warm:
+            unscored = warm is None and any(t.user_attrs.get(keys.WARM_START) for t in trials)
+            return best, f"trial {best.number} is the best at the highest rung" + (
+                " (no warm start has a score there)" if unscored else ", a warm start" if warm else ""
             )
-        best = self._below_top(trials)
-        if best is None:
-            return None, "no trial has finished"
-        who = "the warm start" if best.user_attrs.get(keys.WARM_START) else "the best configuration"
-        return best, f"{who} (trial {best.number}) at rung {rung_of(best)}: none finished the highest rung"
+        lead, bar = (
+            (rung_value(best) or 0.0) - (rung_value(warm) or 0.0),
+            math.sqrt(2) * self.mf.warm_start_sd,
+        )
+        if lead > bar:
+            return best, (
+                f"trial {best.number} beat the warm start (trial {warm.number}) at the highest rung by "
+                f"{lead:+.4f}, more than the guardrail {bar:.4f}"
+            )
+        return warm, (
+            f"the warm start (trial {warm.number}) is kept: trial {best.number} led it at the highest "
+            f"rung by {lead:+.4f}, within the guardrail sqrt(2) x {self.mf.warm_start_sd:.4f} = {bar:.4f}"
+        )
 
     def _below_top(self, trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
-        below = range(self.full - 2, -1, -1)
-
-        def first(rungs: Sequence[int], warm_only: bool = False) -> FrozenTrial | None:
-            for rung in rungs:
-                for t in _ranked(trials, rung):
-                    if not warm_only or t.user_attrs.get(keys.WARM_START):
-                        return t
-            return None
-
-        return first(below, warm_only=True) or first(below)
+        """Below the highest rung: the best warm start of the highest rung that has one, else the best."""
+        below = [t for rung in range(self.full - 2, -1, -1) for t in _ranked(trials, rung)]
+        return next((t for t in below if t.user_attrs.get(keys.WARM_START)), below[0] if below else None)
 
     def next(self, trials: Sequence[FrozenTrial], now: float | None = None) -> dict[str, Any] | None:
         """The trial to queue next (``{"params", "user_attrs"}``), or None: nothing to start now."""
@@ -342,7 +334,21 @@ class RungPlan:
         }
         if best.user_attrs.get(keys.WARM_START):
             attrs[keys.WARM_START] = True
+        if self.stores_for_final(best):
+            attrs[keys.INIT_FROM] = best.number
         return {"params": dict(best.params), "user_attrs": attrs}
+
+    def stores_for_final(self, trial: FrozenTrial | Fidelity) -> bool:
+        """Whether a highest-rung trial on all the training images keeps its model for the final to start
+        from (``final_from_rung``)."""
+        if isinstance(trial, Fidelity):
+            rung, n = trial.rung, trial.train_samples or self.n_train
+        else:
+            rung, n = (
+                rung_of(trial),
+                int((trial.user_attrs.get(keys.FIDELITY) or {}).get("train_samples") or 0),
+            )
+        return self.mf.final_from_rung and rung == self.full - 1 and n >= self.n_train
 
     def can_decide(self, trials: Sequence[FrozenTrial], now: float, end: float | None) -> bool:
         """Whether a sampled configuration could still reach the highest rung before the search ends.
@@ -430,26 +436,3 @@ class RungPlan:
                     attrs[keys.WARM_START] = True
                 return {"params": dict(t.params), "user_attrs": attrs}
         return None
-
-    # --- the summary --------------------------------------------------------------------------------
-
-    def time_spent(self, trials: Sequence[FrozenTrial]) -> list[tuple[str, int, float]]:
-        """(phase, trials, seconds) per rung and for the full fidelity."""
-        rows = []
-        for rung in range(self.full + 1):
-            ts = [t for t in trials if rung_of(t) == rung and t.duration]
-            if rung < self.full:
-                r = self.mf.rungs[rung]
-                epochs = sorted({int(t.user_attrs.get(keys.EPOCHS) or r.epochs) for t in ts} or {r.epochs})
-                shown = str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}"
-                name = f"rung {rung} ({r.train_samples} images x {shown} epochs)"
-            else:
-                sizes = sorted(
-                    {
-                        f"{t.user_attrs.get(keys.N_TRAIN, self.n_train)} x {t.user_attrs.get(keys.EPOCHS)}"
-                        for t in ts
-                    }
-                )
-                name = f"full fidelity (images x epochs: {', '.join(sizes) or '-'})"
-            rows.append((name, len(ts), sum(t.duration.total_seconds() for t in ts)))
-        return rows

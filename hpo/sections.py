@@ -55,6 +55,9 @@ class MultiFidelity:
     # the highest rung. A sampled configuration replaces the warm starts in the final only when it beats
     # them there by more than sqrt(2) times this (0: by any margin).
     warm_start_sd: float = 0.0
+    # The final starts from the weights its configuration reached at the highest rung (when that rung
+    # trained on all the training images; its model is stored for it), not from scratch
+    final_from_rung: bool = False
 
     @property
     def enabled(self) -> bool:

@@ -87,7 +87,7 @@ def _run(
         console.print_summary(study, cfg, out=out)
         plan = plan_for(study, cfg, n_train)
         if plan is not None:
-            console.print_time_spent(plan.time_spent(study.get_trials(deepcopy=False)), out=out)
+            console.print_time_spent(console.time_spent(plan, study.get_trials(deepcopy=False)), out=out)
     if failed:
         raise WorkersFailed(
             f"worker exit codes {failed}: see the worker's messages above; finished trials are "

@@ -174,6 +174,7 @@ def train(
     save: Callable[[Snapshot], None] | None = None,
     time_limit: float | None = None,
     callbacks: Sequence[Any] = (),
+    init_weights: list | None = None,
 ) -> TrainResult:
     """Build ``model_name`` with ``params``, fit on train, validate every epoch, return what happened.
 
@@ -182,7 +183,8 @@ def train(
     result carries the best-``val_accuracy`` epoch's weights. ``save`` gets a :class:`Snapshot` after each
     epoch that does not end the run; ``resume`` continues a snapshot's run from its next epoch.
     ``time_limit``: seconds, after which the run stops at the end of a batch (stop reason ``time_limit``).
-    ``callbacks``: more Keras callbacks, after the early stopping and the monitor.
+    ``callbacks``: more Keras callbacks, after the early stopping and the monitor. ``init_weights``: start
+    from these weights (of the same architecture) instead of a fresh initialisation (not on a resume).
     With ``label_smoothing`` the validation loss is smoothed too: early stopping on ``val_loss`` watches
     ``val_accuracy`` instead. With ``ema_half_life`` the validation, the best weights, early stopping and
     the returned model all see the average of the weights (:func:`hpo.callbacks.ema_swap`).
@@ -191,6 +193,8 @@ def train(
     keras.utils.set_random_seed(seed)
     p = {**models.TRAINING_DEFAULTS, **params}
     model = resume.model if resume is not None else compile_model(model_name, p, splits, epochs=epochs)
+    if init_weights is not None and resume is None:
+        model.set_weights(init_weights)
     validate = len(splits.y_val) > 0  # no validation in a final fit (Splits.for_final_fit): fixed epochs
     smoothing = float(p["label_smoothing"]) > 0
     es_cb = None

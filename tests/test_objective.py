@@ -154,3 +154,23 @@ def test_label_smoothing_trains_on_one_hot_labels_and_reports_the_plain_accuracy
     assert r.history["val_accuracy"][-1] == pytest.approx(float((predicted == splits.y_val).mean()), abs=1e-6)
     assert r.history["val_accuracy"][-1] > 0.2  # it learns (10 classes)
     assert r.model.loss.get_config()["label_smoothing"] == pytest.approx(0.2)
+
+
+def test_training_can_start_from_given_weights(tiny):
+    from hpo.training import train
+
+    cfg, splits = tiny()
+    params = {"filters": 4, "learning_rate": 5e-3, "batch_size": 32}
+    first = train(cfg.model, params, splits, epochs=2, seed=0, measure_latency=False)
+    # a learning rate too small to move anything: the run validates the weights it was given
+    again = train(
+        cfg.model,
+        {**params, "learning_rate": 1e-12},
+        splits,
+        epochs=1,
+        seed=5,
+        measure_latency=False,
+        init_weights=first.model.get_weights(),
+    )
+    assert again.history["val_accuracy"][0] == pytest.approx(first.history["val_accuracy"][-1], abs=1e-6)
+    assert again.history["val_accuracy"][0] > 0.2  # not a fresh initialisation

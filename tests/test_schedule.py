@@ -11,11 +11,11 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from hpo import cli, config, loop, sections
+from hpo import artifacts, cli, config, loop, sections
 from hpo.errors import UserError
 from hpo.schedule import RungPlan, rung_of
 from hpo.sections import MultiFidelity, Rung
-from tests.conftest import write_study
+from tests.conftest import WARM_START, write_study
 
 RUNGS = (
     "[multi_fidelity]\nrungs = [{ train_samples = 100, epochs = 1 }, { train_samples = 200, epochs = 2 }]\n"
@@ -130,6 +130,26 @@ def test_rung_trials_end_pruned_and_only_the_full_fidelity_completes(tmp_path, d
     ]
     assert cli.main(args) == 0
     assert "300 training images x 2 epochs (full fidelity)" in report.read_text()
+
+
+@pytest.mark.slow
+def test_the_final_starts_from_the_weights_its_configuration_reached_at_the_highest_rung(
+    tmp_path, data_dir, capsys
+):
+    study_file = write_study(tmp_path, n_trials=3, study_extra=WARM_START)
+    rungs = "rungs = [{ train_samples = 100, epochs = 1 }, { train_samples = 300, epochs = 2 }]"
+    study_file.write_text(study_file.read_text() + f"\n[multi_fidelity]\nfinal_from_rung = true\n{rungs}\n")
+    assert cli.main(["run", "--study", str(study_file), "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    cfg = config.load_study(str(study_file))
+    study = optuna.load_study(study_name=cfg.name, storage=cfg.storage)
+    (final,) = [t for t in study.trials if t.user_attrs.get("final")]
+    source = study.trials[final.user_attrs["init_from"]]
+    assert source.user_attrs["rung"] == 1 and source.params == final.params  # the same configuration
+    assert final.user_attrs["started_from"] == f"trial {source.number}'s weights"
+    assert artifacts.model_artifact_id(source) is not None  # a PRUNED highest-rung trial kept its model
+    assert all(artifacts.model_artifact_id(t) is None for t in study.trials if t.user_attrs["rung"] == 0)
+    assert f"chosen: trial {source.number}" in out
 
 
 @pytest.mark.slow
@@ -250,7 +270,12 @@ def test_the_final_says_why_it_trains_its_configuration(tmp_path):
     trials += [_trial(3, 1, 0.80, promoted_from=0, warm_start=True), _trial(4, 1, 0.81, promoted_from=1)]
     final = plan.next(trials, now=1001.0)
     assert final["user_attrs"]["final"] and final["user_attrs"]["promoted_from"] == 3
-    assert "is kept" in final["user_attrs"]["choice"]
+    assert "is kept" in final["user_attrs"]["choice"] and "init_from" not in final["user_attrs"]
+    # with final_from_rung, a final on a highest rung of all the training images starts from its weights
+    (tmp_path / "c").mkdir()
+    plan = _plan(tmp_path / "c", n_trials=2, warm_start_sd=0.01, final_from_rung=True)
+    trials[3].user_attrs["fidelity"] = {"rung": 1, "train_samples": 300, "epochs": 2}
+    assert plan.next(trials, now=1001.0)["user_attrs"]["init_from"] == 3
 
 
 def test_the_search_keeps_what_a_capped_final_does_not_need(tmp_path):

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 def lane_hpo(cfg, splits, budget: float, tmp: Path, args) -> dict:
     import optuna
 
-    from hpo import artifacts, schedule
+    from hpo import artifacts, console, schedule
 
     storage = f"sqlite:///{tmp / 'hpo.db'}"
     cmd = [
@@ -76,5 +76,5 @@ def lane_hpo(cfg, splits, budget: float, tmp: Path, args) -> dict:
         fid = best.user_attrs.get("fidelity") or {}
         out["final_protocol"] = {"params": best.params, "epochs": fid.get("epochs") or cfg.budget.epochs}
         plan = schedule.RungPlan(cfg, n_train=len(splits.y_train), started=t0)
-        out["time_spent"] = plan.time_spent(trials)
+        out["time_spent"] = console.time_spent(plan, trials)
     return out
