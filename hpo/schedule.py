@@ -30,7 +30,9 @@ search keeps the difference). When the deadline bounds the final, it trains unti
 cosine schedule decays by the clock (``callbacks.clock_decay``), so that it finishes its decay on a slow
 day too. That run has no early stopping (a long cosine run's validation loss turns up long before its
 accuracy stops improving); it keeps its best-``val_accuracy`` epoch's weights, as every stored model does.
-The final trial's ``choice`` attr says why it trains its configuration (:meth:`RungPlan.choice`).
+The final trial's ``choice`` attr says why it trains its configuration (:meth:`RungPlan.choice`). With
+``final_from_rung`` it starts from the weights that configuration reached at the highest rung when that
+rung trained on all the images (``init_from``; :meth:`RungPlan.stores_for_final`).
 """
 
 from __future__ import annotations
